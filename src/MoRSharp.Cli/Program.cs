@@ -1,1 +1,2 @@
-System.Console.WriteLine(TorchSharp.torch.ones(2,2).sum().item<float>());
+// mor — the MoRSharp command-line tool. Commands live in Commands/ (one file each); see CommandLine.cs.
+return MoRSharp.Cli.CommandLine.Run(args, Console.Out, Console.Error);

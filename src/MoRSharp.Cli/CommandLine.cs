@@ -1,0 +1,234 @@
+using System.Reflection;
+using System.Text.Json;
+using MoRSharp.Config;
+
+namespace MoRSharp.Cli;
+
+/// <summary>
+/// One <c>mor</c> sub-command. To add a command, add one file under <c>Commands/</c> with a public class implementing this
+/// interface and a parameterless constructor; <see cref="CommandLine"/> discovers it by reflection.
+/// Commands write to the given writers only (never <see cref="Console"/>), so tests can run them in-process.
+/// </summary>
+public interface ICommand
+{
+    /// <summary>The word after <c>mor</c>, e.g. <c>info</c>.</summary>
+    string Name { get; }
+    /// <summary>One line for <c>mor --help</c>.</summary>
+    string Summary { get; }
+    /// <summary>Synopsis lines after <c>usage:</c>, e.g. <c>mor info --config FILE|--preset NAME [--json]</c>.</summary>
+    IReadOnlyList<string> Usage { get; }
+    IReadOnlyList<CliOption> Options { get; }
+    /// <summary>Runs the command; returns the exit code. Throw <see cref="UsageException"/> for bad usage (exit 2) and
+    /// <see cref="ConfigException"/>/<see cref="IOException"/> for errors (exit 1); both are printed without a stack trace.</summary>
+    int Execute(ParsedOptions options, TextWriter stdout, TextWriter stderr);
+}
+
+/// <summary>An option <c>--name</c>; <paramref name="ValueName"/> null means a flag without a value.</summary>
+public sealed record CliOption(string Name, string? ValueName, string Help)
+{
+    public bool IsFlag => ValueName is null;
+}
+
+/// <summary>Bad command-line usage: printed with a hint to <c>--help</c>, exit code 2.</summary>
+public sealed class UsageException(string message) : Exception(message);
+
+/// <summary>Options given to a command (names without the leading dashes are not used: keys are <c>--name</c>).</summary>
+public sealed class ParsedOptions
+{
+    private readonly Dictionary<string, string?> _values;
+    public string CommandName { get; }
+
+    public ParsedOptions(string commandName, Dictionary<string, string?> values)
+    {
+        CommandName = commandName;
+        _values = values;
+    }
+
+    public bool Has(string name) => _values.ContainsKey(name);
+
+    public string? Get(string name) => _values.TryGetValue(name, out var v) ? v : null;
+
+    public int? GetInt(string name, int min = int.MinValue)
+    {
+        var s = Get(name);
+        if (s is null) return null;
+        if (!int.TryParse(s, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int v))
+            throw new UsageException($"{name}: expected an integer, got '{s}'");
+        if (v < min) throw new UsageException($"{name}: must be at least {min}, got {v}");
+        return v;
+    }
+
+    public double? GetDouble(string name)
+    {
+        var s = Get(name);
+        if (s is null) return null;
+        if (!double.TryParse(s, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v))
+            throw new UsageException($"{name}: expected a number, got '{s}'");
+        return v;
+    }
+}
+
+/// <summary>
+/// The <c>mor</c> dispatcher: <c>mor &lt;command&gt; [options]</c>, <c>mor --help</c>, <c>mor &lt;command&gt; --help</c>.
+/// Exit codes: 0 success, 1 error (bad config, missing file, …), 2 usage error (unknown command/option, bad value).
+/// Errors are printed as one line on stderr; set <c>MOR_DEBUG=1</c> for stack traces.
+/// </summary>
+public static class CommandLine
+{
+    public const int ExitOk = 0;
+    public const int ExitError = 1;
+    public const int ExitUsage = 2;
+
+    private static readonly Lazy<IReadOnlyList<ICommand>> _commands = new(() =>
+        typeof(CommandLine).Assembly.GetTypes()
+            .Where(t => typeof(ICommand).IsAssignableFrom(t) && t is { IsClass: true, IsAbstract: false }
+                        && t.GetConstructor(Type.EmptyTypes) is not null)
+            .Select(t => (ICommand)Activator.CreateInstance(t)!)
+            .OrderBy(c => c.Name, StringComparer.Ordinal)
+            .ToList());
+
+    /// <summary>All commands, sorted by name.</summary>
+    public static IReadOnlyList<ICommand> Commands => _commands.Value;
+
+    public static bool DebugEnabled => Environment.GetEnvironmentVariable("MOR_DEBUG") == "1";
+
+    /// <summary>Runs <c>mor</c> with <paramref name="args"/>; never throws (except for writer failures).</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        ICommand? command = null;
+        try
+        {
+            if (args.Length == 0)
+            {
+                WriteMainHelp(stderr);
+                return ExitUsage;
+            }
+            string first = args[0];
+            if (first is "--help" or "-h" or "help")
+            {
+                if (first == "help" && args.Length > 1)
+                {
+                    command = Find(args[1]);
+                    WriteCommandHelp(command, stdout);
+                    return ExitOk;
+                }
+                WriteMainHelp(stdout);
+                return ExitOk;
+            }
+            if (first == "--version")
+            {
+                stdout.WriteLine($"mor {typeof(CommandLine).Assembly.GetName().Version}");
+                return ExitOk;
+            }
+            if (first.StartsWith('-'))
+                throw new UsageException($"unknown option '{first}' (options go after the command: mor <command> [options])");
+
+            command = Find(first);
+            var rest = args.AsSpan(1).ToArray();
+            if (rest.Any(a => a is "--help" or "-h"))
+            {
+                WriteCommandHelp(command, stdout);
+                return ExitOk;
+            }
+            var options = Parse(command, rest);
+            return command.Execute(options, stdout, stderr);
+        }
+        catch (UsageException e)
+        {
+            string prefix = command is null ? "mor" : $"mor {command.Name}";
+            stderr.WriteLine($"{prefix}: {e.Message}");
+            stderr.WriteLine(command is null ? "Run 'mor --help' for the list of commands." : $"Run 'mor {command.Name} --help' for usage.");
+            return ExitUsage;
+        }
+        catch (Exception e) when (e is ConfigException or IOException or UnauthorizedAccessException or JsonException)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            if (DebugEnabled) stderr.WriteLine(e.ToString());
+            return ExitError;
+        }
+        catch (Exception e)
+        {
+            stderr.WriteLine($"error: {e.GetType().Name}: {e.Message}");
+            stderr.WriteLine(DebugEnabled ? e.ToString() : "(set MOR_DEBUG=1 for a stack trace)");
+            return ExitError;
+        }
+    }
+
+    private static ICommand Find(string name)
+    {
+        var c = Commands.FirstOrDefault(c => c.Name == name);
+        if (c is not null) return c;
+        string? guess = ConfigJson.Suggest(name, Commands.Select(c => c.Name));
+        throw new UsageException($"unknown command '{name}'" + (guess is null ? "" : $" (did you mean '{guess}'?)") +
+                                 $"; commands: {string.Join(", ", Commands.Select(c => c.Name))}");
+    }
+
+    /// <summary>Parses <c>--name value</c>, <c>--name=value</c> and flags against the command's option list.</summary>
+    public static ParsedOptions Parse(ICommand command, IReadOnlyList<string> args)
+    {
+        var known = command.Options.ToDictionary(o => o.Name, StringComparer.Ordinal);
+        var values = new Dictionary<string, string?>(StringComparer.Ordinal);
+        for (int i = 0; i < args.Count; i++)
+        {
+            string a = args[i];
+            if (!a.StartsWith("--", StringComparison.Ordinal) || a.Length == 2)
+                throw new UsageException($"unexpected argument '{a}'");
+            string name = a;
+            string? inline = null;
+            int eq = a.IndexOf('=');
+            if (eq > 0)
+            {
+                name = a[..eq];
+                inline = a[(eq + 1)..];
+            }
+            if (!known.TryGetValue(name, out var opt))
+            {
+                string? guess = ConfigJson.Suggest(name, known.Keys);
+                throw new UsageException($"unknown option '{name}'" + (guess is null ? "" : $" (did you mean '{guess}'?)"));
+            }
+            if (values.ContainsKey(name)) throw new UsageException($"option '{name}' given more than once");
+            if (opt.IsFlag)
+            {
+                if (inline is not null) throw new UsageException($"option '{name}' takes no value");
+                values[name] = null;
+            }
+            else if (inline is not null)
+            {
+                values[name] = inline;
+            }
+            else
+            {
+                if (i + 1 >= args.Count) throw new UsageException($"option '{name}' needs a value ({opt.ValueName})");
+                values[name] = args[++i];
+            }
+        }
+        return new ParsedOptions(command.Name, values);
+    }
+
+    public static void WriteMainHelp(TextWriter w)
+    {
+        w.WriteLine("usage: mor <command> [options]");
+        w.WriteLine();
+        w.WriteLine("MoRSharp — Mixture-of-Recursions language models.");
+        w.WriteLine();
+        w.WriteLine("commands:");
+        int width = Commands.Count == 0 ? 0 : Commands.Max(c => c.Name.Length);
+        foreach (var c in Commands) w.WriteLine($"  {c.Name.PadRight(width)}  {c.Summary}");
+        w.WriteLine();
+        w.WriteLine("Run 'mor <command> --help' for the options of a command. MOR_DEBUG=1 prints stack traces on errors.");
+    }
+
+    public static void WriteCommandHelp(ICommand c, TextWriter w)
+    {
+        for (int i = 0; i < c.Usage.Count; i++) w.WriteLine((i == 0 ? "usage: " : "       ") + c.Usage[i]);
+        w.WriteLine();
+        w.WriteLine(c.Summary);
+        if (c.Options.Count == 0) return;
+        w.WriteLine();
+        w.WriteLine("options:");
+        var heads = c.Options.Select(o => o.IsFlag ? o.Name : $"{o.Name} {o.ValueName}").ToList();
+        int width = Math.Max(heads.Max(h => h.Length), "-h, --help".Length);
+        for (int i = 0; i < c.Options.Count; i++) w.WriteLine($"  {heads[i].PadRight(width)}  {c.Options[i].Help}");
+        w.WriteLine($"  {"-h, --help".PadRight(width)}  show this help");
+    }
+}

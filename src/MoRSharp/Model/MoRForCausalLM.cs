@@ -1,0 +1,210 @@
+using MoRSharp.Config;
+using MoRSharp.Routing;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MoRSharp.Model;
+
+/// <summary>Logits and what routing did in one forward pass.</summary>
+public sealed record ModelOutput(Tensor Logits, RoutingStats Routing);   // Logits [B, T, V]
+
+/// <summary>
+/// The decoder stack under the HF key prefix <c>model.</c>: embedding → prelude (unique first layer) →
+/// N_r recursions of the shared block (plain, expert-choice or token-choice) → coda (unique last layer) → final norm.
+/// Every unique layer is registered once as <c>model.layers.{u}</c>; recursions reference it, so tying holds by construction.
+/// </summary>
+public sealed class MoRModel : nn.Module
+{
+    private readonly Embedding embed_tokens;                          // [V, d]
+    private readonly ModuleList<DecoderLayer> layers;                 // unique layers
+    private readonly RmsNorm norm;
+    private readonly ModuleList<nn.Module<Tensor, Tensor>>? routers;     // expert-choice: one per recursion, [1, d] each
+    private readonly ModuleList<nn.Module<Tensor, Tensor>>? aux_routers; // expert-choice aux_router: detached predictors
+    private readonly nn.Module<Tensor, Tensor>? router;                  // token-choice: [N_r, d]
+    private readonly Tensor? router_bias;                              // token-choice loss-free bias [N_r] (buffer, saved)
+
+    private readonly ModelConfig config;
+    private readonly RecursionLayout layout;
+    private readonly RotaryEmbedding rope;
+    private readonly ExpertChoiceRouting? expert;
+    private readonly TokenChoiceRouting? token;
+    private readonly bool kvShared;
+
+    public MoRModel(ModelConfig config) : base(nameof(MoRModel))
+    {
+        this.config = config;
+        layout = RecursionLayout.From(config);
+        var mor = config.Recursion;
+        int d = config.HiddenSize;
+        embed_tokens = nn.Embedding(config.VocabSize, d);
+        layers = new ModuleList<DecoderLayer>(Enumerable.Range(0, layout.NumUnique)
+            .Select(_ => new DecoderLayer(d, config.IntermediateSize, config.NumAttentionHeads, config.NumKeyValueHeads, config.RmsNormEps)).ToArray());
+        norm = new RmsNorm(d, config.RmsNormEps);
+        switch (mor.RoutingKind)
+        {
+            case RoutingKind.Expert:
+                if (!layout.IsLooped) throw new ConfigException("mor.routing: expert-choice needs sharing cycle or middle_cycle");
+                routers = new ModuleList<nn.Module<Tensor, Tensor>>(Enumerable.Range(0, layout.NumRecursion)
+                    .Select(_ => Routers.Create(mor.RouterArchKind, d, 1)).ToArray());
+                if (mor.AuxLossKind == AuxLossKind.AuxRouter)
+                    aux_routers = new ModuleList<nn.Module<Tensor, Tensor>>(Enumerable.Range(0, layout.NumRecursion)
+                        .Select(_ => Routers.Create(mor.RouterArchKind, d, 1)).ToArray());
+                break;
+            case RoutingKind.Token:
+                if (!layout.IsLooped) throw new ConfigException("mor.routing: token-choice needs sharing cycle or middle_cycle");
+                router = Routers.Create(mor.RouterArchKind, d, layout.NumRecursion);
+                router_bias = torch.zeros(layout.NumRecursion);
+                break;
+        }
+        RegisterComponents();
+        rope = new RotaryEmbedding(config.HeadDim, config.MaxPositionEmbeddings, config.RopeTheta);
+        if (routers is not null) expert = new ExpertChoiceRouting(mor, routers, aux_routers);
+        if (router is not null) token = new TokenChoiceRouting(mor, router, router_bias!);
+        kvShared = mor.KvCacheKind == KvCacheKind.Shared && layout.IsLooped;
+        if (kvShared && mor.RoutingKind == RoutingKind.Expert && mor.EffectiveCapacity[0] < 1.0)
+            throw new ConfigException("mor.kv_cache: 'shared' needs capacity[0] = 1 (recursion 1 must write keys/values for every token)");
+    }
+
+    public Embedding EmbedTokens => embed_tokens;
+    public IReadOnlyList<DecoderLayer> Layers => layers.ToList();
+    public RecursionLayout Layout => layout;
+    public RotaryEmbedding Rope => rope;
+    public Tensor? RouterBias => router_bias;
+
+    /// <summary>ids [B, T], positions [B, T] (absolute; default 0..T−1) → final hidden states [B, T, d] and routing stats.</summary>
+    public (Tensor hidden, RoutingStats stats) Forward(Tensor ids, RoutingMode mode, Tensor? positions = null)
+    {
+        long b = ids.shape[0], t = ids.shape[1];
+        if (t > config.MaxPositionEmbeddings)
+            throw new ArgumentException($"sequence length {t} exceeds max_position_embeddings {config.MaxPositionEmbeddings}");
+        positions ??= torch.arange(t, dtype: ScalarType.Int64).unsqueeze(0).expand(b, t);
+        var h = embed_tokens.forward(ids);                                          // [B, T, d]
+        var (cos, sin) = rope.At(positions, h.dtype);                              // [B, 1, T, hd]
+        var full = new AttentionInputs { Cos = cos, Sin = sin };
+
+        foreach (int u in layout.Prelude) h = layers[u].Forward(h, full).hidden;
+
+        RoutingStats stats = RoutingStats.None(b * t);
+        if (layout.Recursions.Length > 0)
+        {
+            // Keys/values of recursion 1, per block layer, when recursions share them (spec §3.2).
+            var sharedKv = kvShared ? new (Tensor k, Tensor v)[layout.BlockSize] : null;
+            Tensor Block(int r, Tensor x, Tensor? pos)                                // x [B, k, d], pos [B, k] or null = all
+            {
+                var inputs = full;
+                if (pos is not null)
+                {
+                    var (c, s) = rope.At(pos, x.dtype);
+                    inputs = new AttentionInputs { Cos = c, Sin = s };
+                }
+                var unique = layout.Recursions[r];
+                for (int j = 0; j < unique.Length; j++)
+                {
+                    if (sharedKv is not null && r > 0)
+                    {
+                        inputs = new AttentionInputs
+                        {
+                            Cos = inputs.Cos, Sin = inputs.Sin, SharedKv = sharedKv[j],
+                            // queries (a subset, in position order) see recursion-1 keys at positions ≤ their own
+                            Mask = pos is null ? null : positions.unsqueeze(1).unsqueeze(1).le(pos.unsqueeze(1).unsqueeze(-1)),   // [B, 1, k, T]
+                        };
+                    }
+                    else if (sharedKv is not null) inputs.CaptureKv = true;
+                    var (y, key, value) = layers[unique[j]].Forward(x, inputs);
+                    if (sharedKv is not null && r == 0) sharedKv[j] = (key!, value!);
+                    x = y;
+                }
+                return x;
+            }
+
+            switch (config.Recursion.RoutingKind)
+            {
+                case RoutingKind.Expert: (h, stats) = expert!.Forward(h, Block, mode); break;
+                case RoutingKind.Token: (h, stats) = token!.Forward(h, Block); break;
+                default:
+                    for (int r = 0; r < layout.NumRecursion; r++) h = Block(r, h, null);
+                    stats = new RoutingStats
+                    {
+                        TotalTokens = b * t,
+                        TokensPerRecursion = Enumerable.Repeat(b * t, layout.NumRecursion).ToArray(),
+                    };
+                    break;
+            }
+        }
+
+        foreach (int u in layout.Coda) h = layers[u].Forward(h, full).hidden;
+        return (norm.forward(h), stats);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) rope.Dispose();
+        base.Dispose(disposing);
+    }
+}
+
+/// <summary>
+/// A Llama causal LM with optional Mixture-of-Recursions. Parameter names equal the Hugging Face keys
+/// (<c>model.embed_tokens.weight</c>, <c>model.layers.{u}.self_attn.q_proj.weight</c>, …, <c>lm_head.weight</c> when untied);
+/// MoR adds <c>model.routers.{r}.*</c> (expert-choice) or <c>model.router.*</c> + <c>model.router_bias</c> (token-choice).
+/// </summary>
+public sealed class MoRForCausalLM : nn.Module
+{
+    private readonly MoRModel model;
+    private readonly Linear? lm_head;    // null when tied to the embedding
+
+    public ModelConfig Config { get; }
+
+    public MoRForCausalLM(ModelConfig config, long seed = 0) : base(Init(config))
+    {
+        Config = config;
+        model = new MoRModel(config);
+        if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
+        RegisterComponents();
+        InitWeights(seed);
+    }
+
+    public MoRModel Model => model;
+    public RecursionLayout Layout => model.Layout;
+
+    /// <summary>Runs before the native module is created: a clear message for a bad config or a libtorch that will not load.</summary>
+    private static string Init(ModelConfig config)
+    {
+        ConfigValidator.Validate(config);
+        Native.TorchRuntime.Initialize();
+        return nameof(MoRForCausalLM);
+    }
+
+    /// <summary>Official init: every Linear/Embedding/router weight ~ N(0, initializer_range), norms = 1. Seeded, independent of global RNG.</summary>
+    private void InitWeights(long seed)
+    {
+        using var gen = new Generator((ulong)seed);
+        using var _ = torch.no_grad();
+        foreach (var (name, p) in named_parameters())
+        {
+            if (name.EndsWith("layernorm.weight") || name == "model.norm.weight") p.fill_(1.0);
+            else p.normal_(0, Config.InitializerRange, gen);
+        }
+    }
+
+    /// <summary>
+    /// ids [B, T] → logits [B, T, V]. <paramref name="mode"/> defaults to top-k selection in training mode and the
+    /// causal rule in eval mode (evaluation and generation must never see the future).
+    /// </summary>
+    public ModelOutput Forward(Tensor ids, RoutingMode? mode = null, Tensor? positions = null)
+    {
+        var (h, stats) = model.Forward(ids, mode ?? (training ? RoutingMode.TopK : RoutingMode.Causal), positions);
+        var logits = lm_head is null ? nn.functional.linear(h, model.EmbedTokens.weight!) : lm_head.forward(h);
+        return new ModelOutput(logits, stats);
+    }
+
+    /// <summary>Mean next-token cross-entropy: logits[:, t] predicts ids[:, t+1].</summary>
+    public static Tensor NextTokenLoss(Tensor logits, Tensor ids)
+    {
+        long v = logits.shape[^1];
+        var pred = logits[.., ..^1, ..].reshape(-1, v);
+        var target = ids[.., 1..].reshape(-1);
+        return nn.functional.cross_entropy(pred.to_type(ScalarType.Float32), target);
+    }
+}
