@@ -11,7 +11,7 @@ namespace MoRSharp.Cli;
 /// </summary>
 public interface ICommand
 {
-    /// <summary>The word after <c>mor</c>, e.g. <c>info</c>.</summary>
+    /// <summary>The word after <c>mor</c>, e.g. <c>info</c>; or two words for a command in a group, e.g. <c>data prepare</c>.</summary>
     string Name { get; }
     /// <summary>One line for <c>mor --help</c>.</summary>
     string Summary { get; }
@@ -23,8 +23,9 @@ public interface ICommand
     int Execute(ParsedOptions options, TextWriter stdout, TextWriter stderr);
 }
 
-/// <summary>An option <c>--name</c>; <paramref name="ValueName"/> null means a flag without a value.</summary>
-public sealed record CliOption(string Name, string? ValueName, string Help)
+/// <summary>An option <c>--name</c>; <paramref name="ValueName"/> null means a flag without a value.
+/// <paramref name="Repeatable"/> options may be given several times (read them with <see cref="ParsedOptions.GetAll"/>).</summary>
+public sealed record CliOption(string Name, string? ValueName, string Help, bool Repeatable = false)
 {
     public bool IsFlag => ValueName is null;
 }
@@ -36,17 +37,24 @@ public sealed class UsageException(string message) : Exception(message);
 public sealed class ParsedOptions
 {
     private readonly Dictionary<string, string?> _values;
+    private readonly Dictionary<string, List<string>> _all;
     public string CommandName { get; }
 
-    public ParsedOptions(string commandName, Dictionary<string, string?> values)
+    public ParsedOptions(string commandName, Dictionary<string, string?> values, Dictionary<string, List<string>>? all = null)
     {
         CommandName = commandName;
         _values = values;
+        _all = all ?? new Dictionary<string, List<string>>(StringComparer.Ordinal);
     }
 
     public bool Has(string name) => _values.ContainsKey(name);
 
+    /// <summary>The value of an option (for a repeatable option given several times: the last one).</summary>
     public string? Get(string name) => _values.TryGetValue(name, out var v) ? v : null;
+
+    /// <summary>Every value of a (repeatable) option, in command-line order; empty if absent.</summary>
+    public IReadOnlyList<string> GetAll(string name) =>
+        _all.TryGetValue(name, out var list) ? list : _values.TryGetValue(name, out var v) && v is not null ? [v] : [];
 
     public int? GetInt(string name, int min = int.MinValue)
     {
@@ -108,7 +116,7 @@ public static class CommandLine
             {
                 if (first == "help" && args.Length > 1)
                 {
-                    command = Find(args[1]);
+                    command = Find(args.AsSpan(1).ToArray(), out _);
                     WriteCommandHelp(command, stdout);
                     return ExitOk;
                 }
@@ -123,8 +131,8 @@ public static class CommandLine
             if (first.StartsWith('-'))
                 throw new UsageException($"unknown option '{first}' (options go after the command: mor <command> [options])");
 
-            command = Find(first);
-            var rest = args.AsSpan(1).ToArray();
+            command = Find(args, out int words);
+            var rest = args.AsSpan(words).ToArray();
             if (rest.Any(a => a is "--help" or "-h"))
             {
                 WriteCommandHelp(command, stdout);
@@ -140,7 +148,8 @@ public static class CommandLine
             stderr.WriteLine(command is null ? "Run 'mor --help' for the list of commands." : $"Run 'mor {command.Name} --help' for usage.");
             return ExitUsage;
         }
-        catch (Exception e) when (e is ConfigException or IOException or UnauthorizedAccessException or JsonException)
+        catch (Exception e) when (e is ConfigException or IOException or UnauthorizedAccessException or JsonException
+            or MoRSharp.Training.TrainingException or MoRSharp.IO.SafeTensorsException or InvalidDataException or ArgumentException)
         {
             stderr.WriteLine($"error: {e.Message}");
             if (DebugEnabled) stderr.WriteLine(e.ToString());
@@ -154,10 +163,23 @@ public static class CommandLine
         }
     }
 
-    private static ICommand Find(string name)
+    /// <summary>The command named by the first one or two words of <paramref name="args"/> (two for a group such as
+    /// <c>data prepare</c>); <paramref name="words"/> tells how many were used.</summary>
+    private static ICommand Find(string[] args, out int words)
     {
+        string name = args[0];
+        words = 1;
+        if (args.Length > 1 && Commands.FirstOrDefault(c => c.Name == name + " " + args[1]) is { } sub)
+        {
+            words = 2;
+            return sub;
+        }
         var c = Commands.FirstOrDefault(c => c.Name == name);
         if (c is not null) return c;
+        var group = Commands.Where(c => c.Name.StartsWith(name + " ", StringComparison.Ordinal)).Select(c => c.Name).ToList();
+        if (group.Count > 0)
+            throw new UsageException($"'{name}' needs a subcommand: {string.Join(", ", group.Select(g => "mor " + g))}" +
+                                     (args.Length > 1 && !args[1].StartsWith('-') ? $" (unknown: '{args[1]}')" : ""));
         string? guess = ConfigJson.Suggest(name, Commands.Select(c => c.Name));
         throw new UsageException($"unknown command '{name}'" + (guess is null ? "" : $" (did you mean '{guess}'?)") +
                                  $"; commands: {string.Join(", ", Commands.Select(c => c.Name))}");
@@ -168,6 +190,7 @@ public static class CommandLine
     {
         var known = command.Options.ToDictionary(o => o.Name, StringComparer.Ordinal);
         var values = new Dictionary<string, string?>(StringComparer.Ordinal);
+        var all = new Dictionary<string, List<string>>(StringComparer.Ordinal);
         for (int i = 0; i < args.Count; i++)
         {
             string a = args[i];
@@ -186,7 +209,7 @@ public static class CommandLine
                 string? guess = ConfigJson.Suggest(name, known.Keys);
                 throw new UsageException($"unknown option '{name}'" + (guess is null ? "" : $" (did you mean '{guess}'?)"));
             }
-            if (values.ContainsKey(name)) throw new UsageException($"option '{name}' given more than once");
+            if (values.ContainsKey(name) && !opt.Repeatable) throw new UsageException($"option '{name}' given more than once");
             if (opt.IsFlag)
             {
                 if (inline is not null) throw new UsageException($"option '{name}' takes no value");
@@ -201,8 +224,13 @@ public static class CommandLine
                 if (i + 1 >= args.Count) throw new UsageException($"option '{name}' needs a value ({opt.ValueName})");
                 values[name] = args[++i];
             }
+            if (!opt.IsFlag)
+            {
+                if (!all.TryGetValue(name, out var list)) all[name] = list = [];
+                list.Add(values[name]!);
+            }
         }
-        return new ParsedOptions(command.Name, values);
+        return new ParsedOptions(command.Name, values, all);
     }
 
     public static void WriteMainHelp(TextWriter w)

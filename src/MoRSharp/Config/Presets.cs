@@ -25,7 +25,8 @@ namespace MoRSharp.Config;
 /// <para><b>CPU presets</b>: <c>micro-*</c> (d 256, 4 heads, 4 KV heads, FFN 768, vocab 50257 = GPT-2 tokenizer, the project's
 /// default, context 512, depth 8 = 1+2·3+1 with N_r = 3) and <c>tiny-*</c> for fast unit tests (d 64, 2 heads, 1 KV head so
 /// GQA is exercised, FFN 128, vocab 512, context 128, depth 5 = 1+1·3+1 with N_r = 3). Variants: <c>vanilla</c>,
-/// <c>recursive</c>, <c>mor-expert</c>, <c>mor-token</c>.</para>
+/// <c>recursive</c>, <c>mor-expert</c>, <c>mor-token</c>. <c>nano-*</c> (d 128, 2 heads, FFN 384, vocab 257 = bytes + end-of-text,
+/// context 256, depth 1+2·3+1) is the built-in demo of <c>mor train</c> without data.</para>
 /// Every call returns a fresh, validated instance.
 /// </summary>
 public static class Presets
@@ -102,6 +103,10 @@ public static class Presets
         t["micro-recursive"] = () => Micro(Recursive(3));
         t["micro-mor-expert"] = () => Micro(Expert(3));
         t["micro-mor-token"] = () => Micro(Token(3));
+        t["nano-vanilla"] = () => Nano(null);
+        t["nano-recursive"] = () => Nano(Recursive(3));
+        t["nano-mor-expert"] = () => Nano(Expert(3));
+        t["nano-mor-token"] = () => Nano(Token(3));
         t["tiny-vanilla"] = () => Tiny(null);
         t["tiny-recursive"] = () => Tiny(Recursive(3));
         t["tiny-mor-expert"] = () => Tiny(Expert(3));
@@ -142,6 +147,25 @@ public static class Presets
         InitializerRange = 0.02,
         BosTokenId = 50256,           // <|endoftext|>
         EosTokenId = 50256,
+        MoR = mor,
+    };
+
+    /// <summary>The built-in demo (`mor train` with no data): byte-level vocabulary, small enough to learn something in a minute on 2 cores.</summary>
+    private static ModelConfig Nano(MoRConfig? mor) => new()
+    {
+        HiddenSize = 128,
+        IntermediateSize = 384,
+        NumHiddenLayers = 8,          // 1 + 2·3 + 1
+        NumAttentionHeads = 2,
+        NumKeyValueHeads = 2,
+        VocabSize = 257,              // bytes + end-of-text
+        MaxPositionEmbeddings = 256,
+        RmsNormEps = 1e-5,
+        RopeTheta = 10000.0,
+        TieWordEmbeddings = true,
+        InitializerRange = 0.02,
+        BosTokenId = 256,
+        EosTokenId = 256,
         MoR = mor,
     };
 

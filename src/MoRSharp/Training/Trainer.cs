@@ -3,6 +3,7 @@ using MoRSharp.Config;
 using MoRSharp.IO;
 using MoRSharp.Model;
 using MoRSharp.Native;
+using MoRSharp.Reporting;
 using MoRSharp.Routing;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -39,6 +40,7 @@ public sealed class Trainer : IDisposable
     private readonly LrSchedule schedule;
     private readonly TrainerState state;
     private readonly List<(string name, Parameter master, Parameter? compute)> pairs;
+    private readonly MetricsLog metrics;
 
     public event Action<StepMetrics>? StepCompleted;
     public event Action<ValidationResult>? Validated;
@@ -95,7 +97,16 @@ public sealed class Trainer : IDisposable
             if (state.DataState is not null) train.RestoreState(state.DataState);
         }
         SyncCompute();
+
+        // metrics.jsonl: one line per optimizer step; on resume, lines after the checkpoint are dropped so the file matches it.
+        Directory.CreateDirectory(outDir);
+        string metricsPath = Path.Combine(outDir, "metrics.jsonl");
+        if (checkpoint is not null && File.Exists(metricsPath)) MetricsLog.TruncateAfterStep(metricsPath, state.Step);
+        else if (checkpoint is null && File.Exists(metricsPath)) File.Delete(metricsPath);
+        metrics = new MetricsLog(metricsPath, append: true);
     }
+
+    public string MetricsPath => metrics.Path;
 
     /// <summary>Weight-decay-exempt parameters (the RMSNorm weights), for the log.</summary>
     public IEnumerable<string> DecayExempt => optimizer.DecayExempt;
@@ -121,16 +132,18 @@ public sealed class Trainer : IDisposable
         var mor = config.Recursion;
         while (state.Step < state.TotalSteps)
         {
-            var metrics = TrainStep(wall, startElapsed);
-            lastLoss = metrics.Loss;
-            StepCompleted?.Invoke(metrics);
+            var step = TrainStep(wall, startElapsed);
+            lastLoss = step.Loss;
             bool last = state.Step == state.TotalSteps;
+            ValidationResult? v = null;
             if (validation is not null && (last || (options.EvalEvery > 0 && state.Step % options.EvalEvery == 0)))
             {
-                var v = Validate();
+                v = Validate();
                 ValidationHistory.Add(v);
-                Validated?.Invoke(v);
             }
+            metrics.Append(ToFields(step, v));
+            StepCompleted?.Invoke(step);
+            if (v is not null) Validated?.Invoke(v);
             if (last || (options.CheckpointEvery > 0 && state.Step % options.CheckpointEvery == 0) || cancel.IsCancellationRequested)
                 SaveCheckpoint(startElapsed + wall.Elapsed.TotalSeconds);
             if (cancel.IsCancellationRequested) break;
@@ -214,6 +227,30 @@ public sealed class Trainer : IDisposable
         };
     }
 
+    private Dictionary<string, object?> ToFields(StepMetrics m, ValidationResult? v)
+    {
+        var f = new Dictionary<string, object?>
+        {
+            ["step"] = m.Step, ["loss"] = m.Loss, ["lm_loss"] = m.LmLoss, ["lr"] = m.Lr, ["grad_norm"] = m.GradNorm,
+            ["tokens_per_s"] = m.TokensPerSecond, ["tokens"] = m.TokensSeen, ["elapsed_s"] = m.ElapsedSeconds,
+        };
+        if (m.BceLoss is { } b) f["bce_loss"] = b;
+        if (m.ZLoss is { } z) f["z_loss"] = z;
+        if (m.BalancingLoss is { } bal) f["balancing_loss"] = bal;
+        if (m.AuxRouterLoss is { } ar) f["aux_router_loss"] = ar;
+        if (m.RecursionFractions is { } rf) f["recursion_fraction"] = rf;
+        if (m.DeadFraction is { } d) f["dead_fraction"] = d;
+        if (m.MaxVio is { } mv) f["maxvio"] = mv;
+        if (m.Entropy is { } e) f["entropy"] = e;
+        if (m.SamplingAccuracy is { } sa) f["sampling_accuracy"] = sa;
+        if (v is not null)
+        {
+            f["val_loss"] = v.Loss;
+            if (v.LossTopK is { } lt) f["val_loss_topk"] = lt;
+        }
+        return f;
+    }
+
     private static double Value(Tensor t) => t.dtype == ScalarType.Float32 ? t.item<float>() : t.to_type(ScalarType.Float32).item<float>();
 
     /// <summary>Global L2 norm of all gradients (computed in fp32), scaled down in place to <paramref name="max"/> when larger (0 = no clipping).</summary>
@@ -260,6 +297,7 @@ public sealed class Trainer : IDisposable
 
     public void Dispose()
     {
+        metrics.Dispose();
         optimizer.Dispose();
         compute?.Dispose();
         master.Dispose();
