@@ -100,6 +100,8 @@ public sealed class Options
         ? v.Split(',').Select(x => int.TryParse(x, out int i) ? i : throw new ArgumentException($"--{name}: '{x}' is not an integer")).ToArray()
         : fallback;
 
+    public string Str(string name, string fallback) => values.TryGetValue(name, out var v) ? v : fallback;
+
     public int Int(string name, int fallback) => values.TryGetValue(name, out var v)
         ? (int.TryParse(v, out int x) ? x : throw new ArgumentException($"--{name}: '{v}' is not an integer"))
         : fallback;

@@ -46,6 +46,20 @@ public static class Checkpoint
         saveTokenizer?.Invoke(dir);
     }
 
+    /// <summary>Loads a model folder written by <see cref="WriteModelFolder"/> (or a checkpoint): weights, config and tokenizer.</summary>
+    public static (MoRForCausalLM model, MoRSharp.Data.Tokenizers.ITokenizer tokenizer) LoadModelFolder(string dir)
+    {
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder {dir} does not exist");
+        foreach (var f in new[] { ConfigFile, ModelFile })
+            if (!File.Exists(Path.Combine(dir, f))) throw new FileNotFoundException($"{dir}: missing {f} (a model folder holds {ConfigFile}, {ModelFile} and tokenizer files)");
+        var config = ConfigJson.Load(Path.Combine(dir, ConfigFile));
+        var tokenizer = MoRSharp.Data.Tokenizers.TokenizerFactory.Load(dir);
+        var model = new MoRForCausalLM(config);
+        try { ModelWeights.Load(model, Path.Combine(dir, ModelFile)); }
+        catch { model.Dispose(); throw; }
+        return (model, tokenizer);
+    }
+
     public static string Save(string outDir, MoRForCausalLM model, AdamW optimizer, TrainerState state, Action<string>? saveTokenizer, int keepLast)
     {
         string root = Folder(outDir);

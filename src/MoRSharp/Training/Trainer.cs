@@ -154,6 +154,9 @@ public sealed class Trainer : IDisposable
             lastLoss, ValidationHistory.LastOrDefault(), accounting.FlopsPerTokenPaper, accounting.TotalParams, outDir);
     }
 
+    /// <summary>One optimizer step with no validation, checkpoint or metrics line (for benchmarks).</summary>
+    public StepMetrics StepOnce() => TrainStep(Stopwatch.StartNew(), state.ElapsedSeconds);
+
     private void SaveCheckpoint(double elapsed)
     {
         state.ElapsedSeconds = elapsed;
