@@ -75,6 +75,9 @@ public sealed class TrainCommand : ICommand
         Directory.CreateDirectory(outDir);
 
         var options = BuildOptions(o, demo);
+        if (options.Bf16 && CpuFeatures.IsKnown && !CpuFeatures.HasBf16MatrixUnits)
+            stderr.WriteLine("warning: --bf16 on a CPU without bf16 matrix units (avx512_bf16 / amx_bf16): libtorch emulates bf16 here, " +
+                             "which was measured ~10× slower per training step than fp32 (docs/benchmarks.md); fp32 is the faster choice on this machine");
         var (config, configSource) = LoadConfig(o, demo);                 // fail fast on a bad config, before any data work
         var (dataDir, tokenizer) = demo ? PrepareDemoData(outDir, options.Seed, stderr) : PrepareData(o, outDir, options.Seed, stderr);
         MatchVocabulary(config, configSource, o.Has("--config"), tokenizer, stderr);

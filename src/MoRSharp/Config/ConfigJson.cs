@@ -275,7 +275,8 @@ public static class ConfigJson
         return new ConfigException($"{source}: {path}: expected {expected}, got {got}");
     }
 
-    private static string Describe(JsonValueKind k) => k switch
+    /// <summary>"an object", "a string", … for error messages about JSON values.</summary>
+    public static string Describe(JsonValueKind k) => k switch
     {
         JsonValueKind.Object => "an object",
         JsonValueKind.Array => "an array",

@@ -328,16 +328,7 @@ public sealed class CorpusReader
         }
     }
 
-    private static string Kind(JsonValueKind k) => k switch
-    {
-        JsonValueKind.Object => "an object",
-        JsonValueKind.Array => "an array",
-        JsonValueKind.String => "a string",
-        JsonValueKind.Number => "a number",
-        JsonValueKind.True or JsonValueKind.False => "a boolean",
-        JsonValueKind.Null => "null",
-        _ => k.ToString(),
-    };
+    private static string Kind(JsonValueKind k) => MoRSharp.Config.ConfigJson.Describe(k);
 
     private static string FirstSentence(string message)
     {

@@ -7,13 +7,7 @@ namespace MoRSharp.Tests.Cli;
 
 public class InfoCommandTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = CommandLine.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => MoRSharp.Tests.Cli.CliRunner.Run(args);
 
     [Fact]
     public void VanillaJson()

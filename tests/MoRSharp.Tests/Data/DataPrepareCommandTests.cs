@@ -5,13 +5,7 @@ namespace MoRSharp.Tests.Data;
 
 public class DataPrepareCommandTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = CommandLine.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => MoRSharp.Tests.Cli.CliRunner.Run(args);
 
     [Fact]
     public void PreparesAndPrintsASummary()
