@@ -86,7 +86,7 @@ public sealed class TrainCommand : ICommand
             ["data"] = Path.GetFullPath(dataDir), ["demo"] = demo,
         }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
 
-        var label = demo ? "MoR" : (config.Recursion.RoutingKind == Config.RoutingKind.None && config.MoR is null ? "vanilla" : "model");
+        string label = demo ? "MoR" : configSource.StartsWith("preset ") ? configSource["preset ".Length..] : Path.GetFileNameWithoutExtension(configSource);
         var runs = new List<(string label, TrainingSummary summary, ModelAccounting acc)>();
         var mor = TrainOne(label, config, options, dataDir, tokenizer, outDir, null, stdout, stderr);
         runs.Add(mor);
