@@ -52,10 +52,7 @@ public static class ComputeSkippingBenchmark
             {
                 using var scope = NewDisposeScope();
                 model.zero_grad();
-                var output = model.Forward(ids);
-                var loss = MoRForCausalLM.NextTokenLoss(output.Logits, ids);
-                if (output.Routing.WeightedLoss is { } extra) loss = loss + extra;
-                loss.backward();
+                model.Forward(ids).TrainingLoss(ids).backward();
             }
             return sw.Elapsed.TotalSeconds / steps;
         }

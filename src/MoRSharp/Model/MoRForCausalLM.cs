@@ -7,7 +7,15 @@ using static TorchSharp.torch;
 namespace MoRSharp.Model;
 
 /// <summary>Logits and what routing did in one forward pass.</summary>
-public sealed record ModelOutput(Tensor Logits, RoutingStats Routing);   // Logits [B, T, V]
+public sealed record ModelOutput(Tensor Logits, RoutingStats Routing)   // Logits [B, T, V]
+{
+    /// <summary>What training minimises: next-token cross-entropy plus the config-weighted routing losses.</summary>
+    public Tensor TrainingLoss(Tensor ids)
+    {
+        var lm = MoRForCausalLM.NextTokenLoss(Logits, ids);
+        return Routing.WeightedLoss is { } extra ? lm + extra.to_type(lm.dtype) : lm;
+    }
+}
 
 /// <summary>
 /// The decoder stack under the HF key prefix <c>model.</c>: embedding → prelude (unique first layer) →

@@ -17,7 +17,7 @@ public sealed class TrainerState
     [JsonPropertyName("options")] public TrainingOptions Options { get; set; } = new();
     /// <summary>The training data position (the batch source's own JSON state).</summary>
     [JsonPropertyName("data_state")] public JsonNode? DataState { get; set; }
-    /// <summary>Token-choice loss-free bias load accumulated since the last update (always empty at a step boundary).</summary>
+    /// <summary>Version of this file's layout. (The token-choice loss-free bias is a model buffer, saved with the weights.)</summary>
     [JsonPropertyName("format")] public int Format { get; set; } = 1;
 }
 

@@ -185,7 +185,7 @@ public sealed class Trainer : IDisposable
             torch.manual_seed(unchecked(options.Seed * 1_000_003 + state.Step * 1_009 + micro));
             var ids = tensor(train.NextBatch(), dtype: ScalarType.Int64).view(options.Batch, options.Seq);
             var output = model.Forward(ids, RoutingMode.TopK);
-            var lmLoss = MoRForCausalLM.NextTokenLoss(output.Logits, ids);
+            var lmLoss = MoRForCausalLM.NextTokenLoss(output.Logits, ids);       // computed once: the 50k-vocab loss is expensive
             var r = output.Routing;
             var total = r.WeightedLoss is null ? lmLoss : lmLoss + r.WeightedLoss.to_type(ScalarType.Float32);
             (total / accum).backward();

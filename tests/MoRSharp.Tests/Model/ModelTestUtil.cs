@@ -17,9 +17,7 @@ public static class ModelTestUtil
     {
         using var scope = NewDisposeScope();
         opt.zero_grad();
-        var output = model.Forward(ids);
-        var loss = MoRForCausalLM.NextTokenLoss(output.Logits, ids);
-        if (output.Routing.WeightedLoss is { } extra) loss = loss + extra;
+        var loss = model.Forward(ids).TrainingLoss(ids);
         loss.backward();
         opt.step();
         return loss.item<float>();
