@@ -142,8 +142,8 @@ public sealed class Trainer : IDisposable
                 ValidationHistory.Add(v);
             }
             metrics.Append(ToFields(step, v));
+            if (v is not null) Validated?.Invoke(v);     // before StepCompleted, so a progress line shows this step's validation
             StepCompleted?.Invoke(step);
-            if (v is not null) Validated?.Invoke(v);
             if (last || (options.CheckpointEvery > 0 && state.Step % options.CheckpointEvery == 0) || cancel.IsCancellationRequested)
                 SaveCheckpoint(startElapsed + wall.Elapsed.TotalSeconds);
             if (cancel.IsCancellationRequested) break;
