@@ -5,6 +5,11 @@ using static TorchSharp.torch;
 
 namespace MoRSharp.Tests.Model;
 
+/// <summary>Runs alone (after the parallel tests): other tests' allocations would show in this process's RSS.</summary>
+[CollectionDefinition(nameof(MemoryTests), DisableParallelization = true)]
+public class MemoryCollection;
+
+[Collection(nameof(MemoryTests))]
 public class MemoryTests(ITestOutputHelper output)
 {
     /// <summary>
