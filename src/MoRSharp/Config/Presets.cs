@@ -132,56 +132,32 @@ public static class Presets
         MoR = mor,
     };
 
-    private static ModelConfig Micro(MoRConfig? mor) => new()
-    {
-        HiddenSize = 256,
-        IntermediateSize = 768,
-        NumHiddenLayers = 8,          // 1 + 2·3 + 1
-        NumAttentionHeads = 4,
-        NumKeyValueHeads = 4,
-        VocabSize = 50257,            // GPT-2 tokenizer
-        MaxPositionEmbeddings = 512,
-        RmsNormEps = 1e-5,
-        RopeTheta = 10000.0,
-        TieWordEmbeddings = true,
-        InitializerRange = 0.02,
-        BosTokenId = 50256,           // <|endoftext|>
-        EosTokenId = 50256,
-        MoR = mor,
-    };
+    private static ModelConfig Micro(MoRConfig? mor) =>
+        Cpu(hidden: 256, ffn: 768, layers: 8 /* 1 + 2·3 + 1 */, heads: 4, kvHeads: 4, vocab: 50257 /* GPT-2 */, context: 512, eos: 50256 /* <|endoftext|> */, mor);
 
     /// <summary>The built-in demo (`mor train` with no data): byte-level vocabulary, small enough to learn something in a minute on 2 cores.</summary>
-    private static ModelConfig Nano(MoRConfig? mor) => new()
-    {
-        HiddenSize = 128,
-        IntermediateSize = 384,
-        NumHiddenLayers = 8,          // 1 + 2·3 + 1
-        NumAttentionHeads = 2,
-        NumKeyValueHeads = 2,
-        VocabSize = 257,              // bytes + end-of-text
-        MaxPositionEmbeddings = 256,
-        RmsNormEps = 1e-5,
-        RopeTheta = 10000.0,
-        TieWordEmbeddings = true,
-        InitializerRange = 0.02,
-        BosTokenId = 256,
-        EosTokenId = 256,
-        MoR = mor,
-    };
+    private static ModelConfig Nano(MoRConfig? mor) =>
+        Cpu(hidden: 128, ffn: 384, layers: 8 /* 1 + 2·3 + 1 */, heads: 2, kvHeads: 2, vocab: 257 /* bytes + end-of-text */, context: 256, eos: 256, mor);
 
-    private static ModelConfig Tiny(MoRConfig? mor) => new()
+    private static ModelConfig Tiny(MoRConfig? mor) =>
+        Cpu(hidden: 64, ffn: 128, layers: 5 /* 1 + 1·3 + 1 */, heads: 2, kvHeads: 1 /* GQA */, vocab: 512, context: 128, eos: null, mor);
+
+    /// <summary>A CPU-sized Llama shape with the SmolLM conventions (eps 1e-5, θ 10000, tied embeddings, init 0.02).</summary>
+    private static ModelConfig Cpu(int hidden, int ffn, int layers, int heads, int kvHeads, int vocab, int context, int? eos, MoRConfig? mor) => new()
     {
-        HiddenSize = 64,
-        IntermediateSize = 128,
-        NumHiddenLayers = 5,          // 1 + 1·3 + 1
-        NumAttentionHeads = 2,
-        NumKeyValueHeads = 1,         // GQA
-        VocabSize = 512,
-        MaxPositionEmbeddings = 128,
+        HiddenSize = hidden,
+        IntermediateSize = ffn,
+        NumHiddenLayers = layers,
+        NumAttentionHeads = heads,
+        NumKeyValueHeads = kvHeads,
+        VocabSize = vocab,
+        MaxPositionEmbeddings = context,
         RmsNormEps = 1e-5,
         RopeTheta = 10000.0,
         TieWordEmbeddings = true,
         InitializerRange = 0.02,
+        BosTokenId = eos,
+        EosTokenId = eos,
         MoR = mor,
     };
 

@@ -74,7 +74,8 @@ public sealed class ExpertChoiceRouting(MoRConfig config, IList<nn.Module<Tensor
                 // Causal rule: continue iff the router says so and the token continued at r−1.
                 Tensor cont = r == 0 && capacity[0] >= 1.0 ? torch.ones_like(z, dtype: ScalarType.Bool) : Decision(zAux ?? z);
                 if (candValid is not null) cont = cont.logical_and(candValid);
-                var activeFull = torch.zeros(b, n, dtype: ScalarType.Bool).scatter(1, cand ?? torch.arange(n).unsqueeze(0).expand(b, n), cont);
+                var candIdx = cand ?? torch.arange(n).unsqueeze(0).expand(b, n);              // [B, k_prev] absolute positions
+                var activeFull = torch.zeros(b, n, dtype: ScalarType.Bool).scatter(1, candIdx, cont);
                 var (idx, valid, kmax) = TokenSelection.Compact(activeFull);
                 tokensPer[r] = activeFull.sum().item<long>();
                 if (kmax == 0) break;
@@ -82,7 +83,7 @@ public sealed class ExpertChoiceRouting(MoRConfig config, IList<nn.Module<Tensor
                 sel = idx;
                 selValid = everyToken ? null : valid;
                 // gates of the selected tokens: scatter the candidates' gates to full length, then gather
-                var gateFull = torch.zeros(b, n, dtype: gate.dtype).scatter(1, cand ?? torch.arange(n).unsqueeze(0).expand(b, n), gate);
+                var gateFull = torch.zeros(b, n, dtype: gate.dtype).scatter(1, candIdx, gate);
                 w = gateFull.gather(1, sel) * valid.to_type(gate.dtype);
             }
 
