@@ -1,3 +1,4 @@
+using MoRSharp.Caching;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -17,7 +18,15 @@ public sealed class AttentionInputs
     public (Tensor key, Tensor value)? SharedKv;
     /// <summary>Ask the call to hand back its own post-RoPE keys/values (recursion 1 under KV sharing).</summary>
     public bool CaptureKv;
+    /// <summary>Decoding with a KV cache: this call writes its keys/values to (or only reads) one slot; attention reads the slot.</summary>
+    public KvCacheAccess? Cache;
 }
+
+/// <summary>
+/// One attention call's view of a KV cache: the slot, the cache rows of the B sequences in the call, how many of each row's
+/// T tokens are real (the rest is padding), whether the call writes, and (read-only slots) the queries' absolute positions [B, T].
+/// </summary>
+public sealed record KvCacheAccess(KvCache Cache, int Slot, IReadOnlyList<long> Rows, long[] Counts, bool Write, Tensor? QueryPositions);
 
 /// <summary>Grouped-query causal self-attention with RoPE, no biases (HF <c>LlamaAttention</c>).</summary>
 public sealed class Attention : nn.Module
@@ -48,7 +57,18 @@ public sealed class Attention : nn.Module
         var q = q_proj.forward(x).view(b, t, numHeads, headDim).transpose(1, 2);            // [B, H, T, hd]
         q = RotaryEmbedding.Apply(q, inputs.Cos, inputs.Sin);
         Tensor k, v;                                                                        // [B, n_kv, S, hd]
-        if (inputs.SharedKv is { } shared)
+        Tensor? mask = inputs.Mask;
+        if (inputs.Cache is { } c)
+        {
+            Tensor newK = q, newV = q;   // unused when the slot is read-only
+            if (c.Write)
+            {
+                newK = RotaryEmbedding.Apply(k_proj.forward(x).view(b, t, numKvHeads, headDim).transpose(1, 2), inputs.Cos, inputs.Sin);
+                newV = v_proj.forward(x).view(b, t, numKvHeads, headDim).transpose(1, 2);
+            }
+            (k, v, mask) = c.Cache.Update(c.Slot, c.Rows, newK, newV, c.Counts, c.Write, c.QueryPositions);
+        }
+        else if (inputs.SharedKv is { } shared)
         {
             (k, v) = shared;
         }
@@ -60,9 +80,9 @@ public sealed class Attention : nn.Module
         }
         var kx = RepeatKv(k);                                                               // [B, H, S, hd]
         var vx = RepeatKv(v);
-        var attn = inputs.Mask is null
+        var attn = mask is null
             ? nn.functional.scaled_dot_product_attention(q, kx, vx, is_casual: t > 1)
-            : nn.functional.scaled_dot_product_attention(q, kx, vx, attn_mask: inputs.Mask);
+            : nn.functional.scaled_dot_product_attention(q, kx, vx, attn_mask: mask);
         var output = o_proj.forward(attn.transpose(1, 2).reshape(b, t, numHeads * headDim)); // [B, T, d]
         output.MoveToOuterDisposeScope();
         if (inputs.CaptureKv && inputs.SharedKv is null)

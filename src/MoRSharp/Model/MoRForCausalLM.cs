@@ -1,3 +1,4 @@
+using MoRSharp.Caching;
 using MoRSharp.Config;
 using MoRSharp.Routing;
 using TorchSharp;
@@ -80,43 +81,75 @@ public sealed class MoRModel : nn.Module
     public RotaryEmbedding Rope => rope;
     public Tensor? RouterBias => router_bias;
 
-    /// <summary>ids [B, T], positions [B, T] (absolute; default 0..T−1) → final hidden states [B, T, d] and routing stats.</summary>
-    public (Tensor hidden, RoutingStats stats) Forward(Tensor ids, RoutingMode mode, Tensor? positions = null)
+    /// <summary>
+    /// ids [B, T], positions [B, T] (absolute; default 0..T−1) → final hidden states [B, T, d] and routing stats.
+    /// With a <paramref name="cache"/>, the T tokens continue the sequences in cache rows <paramref name="rows"/> (default 0..B−1):
+    /// their positions follow the tokens already cached, every attention call writes its keys/values to its slot (only the
+    /// tokens that reach a recursion write that recursion's slots) and attends to the cached prefix. Decoding token by token
+    /// this way gives the same logits and depths as one full forward with <see cref="RoutingMode.Causal"/>.
+    /// </summary>
+    public (Tensor hidden, RoutingStats stats) Forward(Tensor ids, RoutingMode mode, Tensor? positions = null,
+        KvCache? cache = null, IReadOnlyList<long>? rows = null)
     {
         long b = ids.shape[0], t = ids.shape[1];
-        if (t > config.MaxPositionEmbeddings)
+        if (cache is not null)
+        {
+            if (positions is not null) throw new ArgumentException("positions come from the KV cache when one is given");
+            if (mode == RoutingMode.TopK && config.Recursion.RoutingKind == RoutingKind.Expert)
+                throw new ArgumentException("top-k routing looks at the whole sequence; decoding with a KV cache needs RoutingMode.Causal");
+            rows ??= Enumerable.Range(0, (int)b).Select(i => (long)i).ToArray();
+            if (rows.Count != b) throw new ArgumentException($"{rows.Count} cache rows for a batch of {b}");
+            var start = rows.Select(r => cache.Position((int)r)).ToArray();
+            positions = torch.tensor(start).unsqueeze(1) + torch.arange(t, dtype: ScalarType.Int64).unsqueeze(0);   // [B, T]
+            if (start.Max() + t > cache.MaxLength)
+                throw new ArgumentException($"{start.Max() + t} tokens exceed the KV cache length {cache.MaxLength}");
+        }
+        else if (t > config.MaxPositionEmbeddings)
             throw new ArgumentException($"sequence length {t} exceeds max_position_embeddings {config.MaxPositionEmbeddings}");
+        bool defaultPositions = positions is null;
         positions ??= torch.arange(t, dtype: ScalarType.Int64).unsqueeze(0).expand(b, t);
         var h = embed_tokens.forward(ids);                                          // [B, T, d]
         var (cos, sin) = rope.At(positions, h.dtype);                              // [B, 1, T, hd]
-        var full = new AttentionInputs { Cos = cos, Sin = sin };
+        var allCounts = Enumerable.Repeat(t, (int)b).ToArray();
+        var slots = cache?.Layout;
+        AttentionInputs Full(int slot) => new()
+        {
+            Cos = cos, Sin = sin,
+            Cache = cache is null ? null : new KvCacheAccess(cache, slot, rows!, allCounts, true, null),
+        };
 
-        foreach (int u in layout.Prelude) h = layers[u].Forward(h, full).hidden;
+        for (int i = 0; i < layout.Prelude.Length; i++) h = layers[layout.Prelude[i]].Forward(h, Full(slots?.PreludeSlot(i) ?? -1)).hidden;
 
         RoutingStats stats = RoutingStats.None(b * t);
         if (layout.Recursions.Length > 0)
         {
-            // Keys/values of recursion 1, per block layer, when recursions share them (spec §3.2).
-            var sharedKv = kvShared ? new (Tensor k, Tensor v)[layout.BlockSize] : null;
-            Tensor Block(int r, Tensor x, Tensor? pos)                                // x [B, k, d], pos [B, k] or null = all
+            // Keys/values of recursion 1, per block layer, when recursions share them (spec §3.2); the cache does this itself.
+            var sharedKv = kvShared && cache is null ? new (Tensor k, Tensor v)[layout.BlockSize] : null;
+            Tensor Block(int r, Tensor x, Tensor? idx, Tensor? valid)                 // x [B, k, d], idx/valid [B, k] or null = all
             {
-                var inputs = full;
-                if (pos is not null)
+                Tensor cosR = cos, sinR = sin, pos = positions;
+                if (idx is not null)
                 {
-                    var (c, s) = rope.At(pos, x.dtype);
-                    inputs = new AttentionInputs { Cos = c, Sin = s };
+                    pos = defaultPositions && cache is null ? idx : positions.gather(1, idx);   // absolute positions [B, k]
+                    (cosR, sinR) = rope.At(pos, x.dtype);
                 }
+                long[] counts = cache is null ? allCounts
+                    : valid is null ? Enumerable.Repeat(x.shape[1], (int)b).ToArray()
+                    : valid.sum(1).data<long>().ToArray();
                 var unique = layout.Recursions[r];
                 for (int j = 0; j < unique.Length; j++)
                 {
-                    if (sharedKv is not null && r > 0)
+                    var inputs = new AttentionInputs { Cos = cosR, Sin = sinR };
+                    if (cache is not null)
                     {
-                        inputs = new AttentionInputs
-                        {
-                            Cos = inputs.Cos, Sin = inputs.Sin, SharedKv = sharedKv[j],
-                            // queries (a subset, in position order) see recursion-1 keys at positions ≤ their own
-                            Mask = pos is null ? null : positions.unsqueeze(1).unsqueeze(1).le(pos.unsqueeze(1).unsqueeze(-1)),   // [B, 1, k, T]
-                        };
+                        var (slot, writes) = slots!.RecursionSlot(r, j);
+                        inputs.Cache = new KvCacheAccess(cache, slot, rows!, counts, writes, writes ? null : pos);
+                    }
+                    else if (sharedKv is not null && r > 0)
+                    {
+                        inputs.SharedKv = sharedKv[j];
+                        // queries (a subset, in position order) see recursion-1 keys at positions ≤ their own
+                        if (idx is not null) inputs.Mask = positions.unsqueeze(1).unsqueeze(1).le(pos.unsqueeze(1).unsqueeze(-1));   // [B, 1, k, T]
                     }
                     else if (sharedKv is not null) inputs.CaptureKv = true;
                     var (y, key, value) = layers[unique[j]].Forward(x, inputs);
@@ -131,7 +164,7 @@ public sealed class MoRModel : nn.Module
                 case RoutingKind.Expert: (h, stats) = expert!.Forward(h, Block, mode); break;
                 case RoutingKind.Token: (h, stats) = token!.Forward(h, Block); break;
                 default:
-                    for (int r = 0; r < layout.NumRecursion; r++) h = Block(r, h, null);
+                    for (int r = 0; r < layout.NumRecursion; r++) h = Block(r, h, null, null);
                     stats = new RoutingStats
                     {
                         TotalTokens = b * t,
@@ -141,7 +174,8 @@ public sealed class MoRModel : nn.Module
             }
         }
 
-        foreach (int u in layout.Coda) h = layers[u].Forward(h, full).hidden;
+        for (int i = 0; i < layout.Coda.Length; i++) h = layers[layout.Coda[i]].Forward(h, Full(slots?.CodaSlot(i) ?? -1)).hidden;
+        cache?.Advance(rows!, t);
         return (norm.forward(h), stats);
     }
 
@@ -203,9 +237,25 @@ public sealed class MoRForCausalLM : nn.Module
     public ModelOutput Forward(Tensor ids, RoutingMode? mode = null, Tensor? positions = null)
     {
         var (h, stats) = model.Forward(ids, mode ?? (training ? RoutingMode.TopK : RoutingMode.Causal), positions);
-        var logits = lm_head is null ? nn.functional.linear(h, model.EmbedTokens.weight!) : lm_head.forward(h);
-        return new ModelOutput(logits, stats);
+        return new ModelOutput(Head(h), stats);
     }
+
+    /// <summary>
+    /// ids [B, T] continuing the sequences in KV-cache rows <paramref name="rows"/> → logits [B, T, V] (causal routing).
+    /// Prefill is one call with the prompt; decoding is one call per new token.
+    /// </summary>
+    public ModelOutput Forward(Tensor ids, KvCache cache, IReadOnlyList<long>? rows = null)
+    {
+        var (h, stats) = model.Forward(ids, RoutingMode.Causal, null, cache, rows);
+        return new ModelOutput(Head(h), stats);
+    }
+
+    /// <summary>A KV cache sized for this model: <paramref name="rows"/> sequences of up to <paramref name="maxLength"/> tokens.</summary>
+    public KvCache CreateCache(int rows, int maxLength) =>
+        new(Config, rows, maxLength, model.EmbedTokens.weight!.dtype);
+
+    /// <summary>Final hidden states [..., d] → logits [..., V] (tied to the embedding unless the config unties them).</summary>
+    public Tensor Head(Tensor h) => lm_head is null ? nn.functional.linear(h, model.EmbedTokens.weight!) : lm_head.forward(h);
 
     /// <summary>Mean next-token cross-entropy: logits[:, t] predicts ids[:, t+1].</summary>
     public static Tensor NextTokenLoss(Tensor logits, Tensor ids)

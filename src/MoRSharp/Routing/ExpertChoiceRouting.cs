@@ -88,7 +88,7 @@ public sealed class ExpertChoiceRouting(MoRConfig config, IList<nn.Module<Tensor
             }
 
             bool all = sel.shape[1] == n && selValid is null;    // k = N distinct sorted positions = every token in order: no gather
-            var y = block(r, all ? h : TokenSelection.Gather(h, sel), all ? null : sel);  // [B, k, d] = f(H[S])
+            var y = block(r, all ? h : TokenSelection.Gather(h, sel), all ? null : sel, all ? null : selValid);  // [B, k, d] = f(H[S])
             var update = gating == GatingKind.Weighted ? w.unsqueeze(-1).to_type(y.dtype) * y : y;
             if (selValid is not null && gating != GatingKind.Weighted) update = update * selValid.unsqueeze(-1).to_type(y.dtype);
             h = all ? h + update : TokenSelection.ScatterAdd(h, sel, update);

@@ -52,7 +52,7 @@ public sealed class TokenChoiceRouting(MoRConfig config, nn.Module<Tensor, Tenso
             tokensPer[r] = active.sum().item<long>();
             if (kmax == 0) break;
             bool all = kmax == n && valid.all().item<bool>();
-            var y = block(r, all ? x : TokenSelection.Gather(x, idx), all ? null : idx);  // [B, k, d], ungated
+            var y = block(r, all ? x : TokenSelection.Gather(x, idx), all ? null : idx, all ? null : valid);  // [B, k, d], ungated
             var exits = all ? expert.eq(r) : expert.gather(1, idx).eq(r).logical_and(valid);   // [B, k]
             var g = all ? gate : gate.gather(1, idx);
             var update = (g * exits.to_type(g.dtype)).unsqueeze(-1).to_type(y.dtype) * y;

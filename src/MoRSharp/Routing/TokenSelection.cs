@@ -4,9 +4,11 @@ namespace MoRSharp.Routing;
 
 /// <summary>
 /// Runs the shared block of recursion <c>r</c> on a compacted, position-sorted set of tokens.
-/// <paramref name="positions"/> [B, k] are their absolute positions (RoPE, causal order); null means every position in order.
+/// <paramref name="positions"/> [B, k] are their indices in the sequence (sorted; RoPE and causal order follow them); null means
+/// every position in order. <paramref name="valid"/> [B, k] marks the real tokens of a ragged selection (padding comes after
+/// them in each row); null means all are real. Padded rows' outputs are discarded by the caller.
 /// </summary>
-public delegate Tensor RecursionBlock(int recursion, Tensor hidden, Tensor? positions);
+public delegate Tensor RecursionBlock(int recursion, Tensor hidden, Tensor? positions, Tensor? valid);
 
 /// <summary>Gather/scatter along the sequence axis, and turning a ragged active mask into a padded index set.</summary>
 public static class TokenSelection

@@ -57,7 +57,7 @@ public class TokenChoiceTests
 
         // Capture the state entering the coda by running the routing directly.
         var routing = new TokenChoiceRouting(config.MoR, model.Model.named_modules().First(x => x.name == "router").module as nn.Module<Tensor, Tensor> ?? throw new Exception(), m.RouterBias!);
-        var (hOut, _) = routing.Forward(h1, (r, x, pos) =>
+        var (hOut, _) = routing.Forward(h1, (r, x, pos, _) =>
         {
             var inp = inputs;
             if (pos is not null) { var (c, s) = m.Rope.At(pos, x.dtype); inp = new AttentionInputs { Cos = c, Sin = s }; }

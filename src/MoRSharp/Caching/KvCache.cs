@@ -1,0 +1,263 @@
+using MoRSharp.Config;
+using MoRSharp.Model;
+using static TorchSharp.torch;
+
+namespace MoRSharp.Caching;
+
+/// <summary>How a model's unrolled layers map onto KV-cache slots (spec §3).</summary>
+public enum KvCacheStrategy
+{
+    /// <summary>Every unrolled layer has its own slot holding every token (a vanilla model, or a recursive one cached naively).</summary>
+    Full,
+    /// <summary>One slot per (recursion, block layer) holding only the tokens that reached that recursion (spec §3.1).</summary>
+    RecursionWise,
+    /// <summary>Recursion 1 writes one slot per block layer; later recursions read it and write nothing (spec §3.2).</summary>
+    Shared,
+}
+
+/// <summary>
+/// The slots of a model: unique prelude layers, then the recursion slots, then unique coda layers. Unique layers always cache
+/// every token. <see cref="RecursionSlot"/> answers which slot recursion r / block layer j reads, and whether it writes.
+/// </summary>
+public sealed class KvCacheLayout
+{
+    public KvCacheStrategy Strategy { get; }
+    public RecursionLayout Layout { get; }
+    public int NumSlots { get; }
+    /// <summary>Per slot: a label ("U0", "r2.L1", …) and the fraction of tokens it is expected to hold (sizes the first allocation).</summary>
+    public string[] Labels { get; }
+    public double[] ExpectedFraction { get; }
+    private readonly int[] preludeSlot, codaSlot;
+    private readonly int[,] recursionSlot;   // [N_r, B]
+
+    public KvCacheLayout(ModelConfig config)
+    {
+        Layout = RecursionLayout.From(config);
+        var mor = config.Recursion;
+        Strategy = !Layout.IsLooped ? KvCacheStrategy.Full
+            : mor.KvCacheKind == KvCacheKind.Shared ? KvCacheStrategy.Shared
+            : KvCacheStrategy.RecursionWise;
+        var labels = new List<string>();
+        var fraction = new List<double>();
+        preludeSlot = Layout.Prelude.Select(u => { labels.Add($"U{u}"); fraction.Add(1.0); return labels.Count - 1; }).ToArray();
+        int nr = Layout.Recursions.Length, b = Layout.BlockSize;
+        recursionSlot = new int[nr, b];
+        double[] expected = ExpectedRecursionFractions(config, nr);
+        for (int r = 0; r < nr; r++)
+            for (int j = 0; j < b; j++)
+            {
+                if (Strategy == KvCacheStrategy.Shared && r > 0) { recursionSlot[r, j] = recursionSlot[0, j]; continue; }
+                labels.Add($"r{r + 1}.L{Layout.Recursions[r][j]}");
+                fraction.Add(expected[r]);
+                recursionSlot[r, j] = labels.Count - 1;
+            }
+        codaSlot = Layout.Coda.Select(u => { labels.Add($"U{u}"); fraction.Add(1.0); return labels.Count - 1; }).ToArray();
+        NumSlots = labels.Count;
+        Labels = labels.ToArray();
+        ExpectedFraction = fraction.ToArray();
+    }
+
+    /// <summary>
+    /// The fraction of tokens expected to reach recursion r: the capacities for expert-choice (the causal rule was trained to
+    /// follow them), 1 for plain recursion, and an even split over depths for token-choice — a sizing hint only: slots grow on demand.
+    /// </summary>
+    private static double[] ExpectedRecursionFractions(ModelConfig config, int nr)
+    {
+        var mor = config.Recursion;
+        return mor.RoutingKind switch
+        {
+            RoutingKind.Expert => mor.EffectiveCapacity.Take(nr).ToArray(),
+            RoutingKind.Token => Enumerable.Range(0, nr).Select(r => (double)(nr - r) / nr).ToArray(),
+            _ => Enumerable.Repeat(1.0, nr).ToArray(),
+        };
+    }
+
+    public int PreludeSlot(int i) => preludeSlot[i];
+    public int CodaSlot(int i) => codaSlot[i];
+    /// <summary>The slot recursion r (0-based), block layer j uses, and whether that call writes its keys/values there.</summary>
+    public (int slot, bool writes) RecursionSlot(int r, int j) =>
+        (recursionSlot[r, j], Strategy != KvCacheStrategy.Shared || r == 0);
+}
+
+/// <summary>
+/// Keys and values for <see cref="Rows"/> independent sequences, one pair of tensors per slot, stored [rows, capacity, n_kv, hd]
+/// (post-RoPE keys). Allocated up front at the layout's expected fraction of <see cref="MaxLength"/> and written in place;
+/// a slot that fills up (the causal rule may route more tokens than the capacity) grows by doubling, up to MaxLength.
+/// Lengths are kept per (row, slot) on the host: slot s of row i holds the first <c>Length(i, s)</c> entries, in position order.
+/// The cache owns its tensors (outside any dispose scope) and frees them on <see cref="Dispose"/>.
+/// </summary>
+public sealed class KvCache : IDisposable
+{
+    private readonly Tensor[] keys, values;
+    private readonly long[,] lengths;   // [rows, slots]
+    private readonly long[] positions;  // [rows] tokens consumed so far = the next absolute position
+    private readonly int kvHeads, headDim;
+
+    public KvCacheLayout Layout { get; }
+    public int Rows { get; }
+    public int MaxLength { get; }
+    public ScalarType DType { get; }
+
+    public KvCache(ModelConfig config, int rows, int maxLength, ScalarType dtype = ScalarType.Float32, KvCacheLayout? layout = null)
+    {
+        if (rows < 1) throw new ArgumentOutOfRangeException(nameof(rows), $"rows must be at least 1, got {rows}");
+        if (maxLength < 1 || maxLength > config.MaxPositionEmbeddings)
+            throw new ArgumentOutOfRangeException(nameof(maxLength), $"maxLength must be in 1..{config.MaxPositionEmbeddings} (max_position_embeddings), got {maxLength}");
+        Layout = layout ?? new KvCacheLayout(config);
+        Rows = rows;
+        MaxLength = maxLength;
+        DType = dtype;
+        kvHeads = config.NumKeyValueHeads;
+        headDim = config.HeadDim;
+        keys = new Tensor[Layout.NumSlots];
+        values = new Tensor[Layout.NumSlots];
+        for (int s = 0; s < Layout.NumSlots; s++)
+        {
+            long cap = Math.Clamp((long)Math.Ceiling(Layout.ExpectedFraction[s] * maxLength), 1, maxLength);
+            keys[s] = torch.zeros(rows, cap, kvHeads, headDim, dtype: dtype).DetachFromDisposeScope();
+            values[s] = torch.zeros(rows, cap, kvHeads, headDim, dtype: dtype).DetachFromDisposeScope();
+        }
+        lengths = new long[rows, Layout.NumSlots];
+        positions = new long[rows];
+    }
+
+    /// <summary>Tokens row i has consumed: the absolute position of its next token.</summary>
+    public long Position(int row) => positions[row];
+    public long Length(int row, int slot) => lengths[row, slot];
+    public long Capacity(int slot) => keys[slot].shape[1];
+
+    /// <summary>Empties a row for a new sequence (the tensors stay allocated).</summary>
+    public void Reset(int row)
+    {
+        positions[row] = 0;
+        for (int s = 0; s < Layout.NumSlots; s++) lengths[row, s] = 0;
+    }
+
+    /// <summary>Marks <paramref name="count"/> more tokens consumed by each row (after a forward call over them).</summary>
+    public void Advance(IReadOnlyList<long> rows, long count)
+    {
+        foreach (long r in rows)
+        {
+            if (positions[r] + count > MaxLength)
+                throw new InvalidOperationException($"KV cache row {r}: {positions[r] + count} tokens exceed the cache length {MaxLength}");
+            positions[r] += count;
+        }
+    }
+
+    /// <summary>Entries held, summed over rows and slots (each entry = one token's K and V at one layer).</summary>
+    public long UsedEntries()
+    {
+        long n = 0;
+        foreach (long l in lengths) n += l;
+        return n;
+    }
+
+    /// <summary>Bytes the entries in use occupy, and bytes allocated.</summary>
+    public (long used, long allocated) Bytes()
+    {
+        long perEntry = 2L * kvHeads * headDim * DType.ElementSize();
+        long allocated = 0;
+        for (int s = 0; s < keys.Length; s++) allocated += 2 * keys[s].numel() * DType.ElementSize();
+        return (UsedEntries() * perEntry, allocated);
+    }
+
+    /// <summary>
+    /// Writes new keys/values for a batch of rows into <paramref name="slot"/> and returns what attention reads.
+    /// <paramref name="newKeys"/>/<paramref name="newValues"/> [b, n_kv, k, hd] (post-RoPE) for b = rows.Count rows of k tokens
+    /// each, the first <paramref name="counts"/>[i] of row i real and the rest padding (written past the row's length, never
+    /// visible to real queries, overwritten later). Returns keys/values [b, n_kv, S, hd] and a boolean mask [b, 1, k, S]
+    /// (null when plain causal attention over the k new tokens is exact): query q of row i sees entries ≤ Length + q.
+    /// With <paramref name="write"/> false (shared-KV recursions ≥ 2) nothing is written and query q sees the entries at
+    /// positions ≤ <paramref name="queryPositions"/>[i, q] (the shared slot holds one entry per position from 0).
+    /// </summary>
+    public (Tensor keys, Tensor values, Tensor? mask) Update(int slot, IReadOnlyList<long> rows, Tensor newKeys, Tensor newValues,
+        long[] counts, bool write, Tensor? queryPositions = null)
+    {
+        int b = rows.Count;
+        long k = newKeys.shape[2];
+        var old = new long[b];
+        for (int i = 0; i < b; i++) old[i] = lengths[rows[i], slot];
+        bool allRows = b == Rows && Enumerable.Range(0, b).All(i => rows[i] == i);
+        using var rowsT = allRows ? null : torch.tensor(rows.ToArray());
+
+        long span;
+        if (write)
+        {
+            span = 0;
+            for (int i = 0; i < b; i++) span = Math.Max(span, old[i] + k);
+            EnsureCapacity(slot, span);
+            var kIn = newKeys.transpose(1, 2).to_type(DType);     // [b, k, n_kv, hd]
+            var vIn = newValues.transpose(1, 2).to_type(DType);
+            if (b == 1)
+            {
+                keys[slot][rows[0]].narrow(0, old[0], k).copy_(kIn[0]);
+                values[slot][rows[0]].narrow(0, old[0], k).copy_(vIn[0]);
+            }
+            else
+            {
+                using var rowIdx = torch.tensor(rows.ToArray()).unsqueeze(1).expand(b, k);                       // [b, k]
+                using var posIdx = torch.tensor(old).unsqueeze(1) + torch.arange(k, dtype: ScalarType.Int64);      // [b, k]
+                keys[slot].index_put_(kIn, rowIdx, posIdx);
+                values[slot].index_put_(vIn, rowIdx, posIdx);
+            }
+            for (int i = 0; i < b; i++) lengths[rows[i], slot] += counts[i];
+        }
+        else
+        {
+            if (queryPositions is null) throw new ArgumentNullException(nameof(queryPositions), "a read-only slot needs the queries' positions");
+            // Recursion 1 wrote every token of these rows before this call, so each query's own position is in the slot.
+            span = queryPositions.max().item<long>() + 1;
+            if (span > Capacity(slot))
+                throw new InvalidOperationException($"shared KV slot {Layout.Labels[slot]} holds {Capacity(slot)} entries; a query at position {span - 1} needs more");
+        }
+
+        Tensor kAll = keys[slot], vAll = values[slot];
+        if (!allRows)
+        {
+            kAll = kAll.index_select(0, rowsT!);
+            vAll = vAll.index_select(0, rowsT!);
+        }
+        var kOut = kAll.narrow(1, 0, span).transpose(1, 2);     // [b, n_kv, S, hd]
+        var vOut = vAll.narrow(1, 0, span).transpose(1, 2);
+
+        Tensor? mask;
+        if (write)
+        {
+            bool sameStart = old.All(o => o == old[0]);
+            // One query per row with every row at the same length, or a fresh causal prefill: no mask needed.
+            if (sameStart && (k == 1 || old[0] == 0) && (k == 1 ? span == old[0] + 1 : span == k)) mask = null;
+            else
+            {
+                using var limit = torch.tensor(old).unsqueeze(1) + torch.arange(k, dtype: ScalarType.Int64);       // [b, k]
+                mask = torch.arange(span, dtype: ScalarType.Int64).view(1, 1, 1, span).le(limit.view(b, 1, k, 1)); // [b, 1, k, S]
+            }
+        }
+        else
+        {
+            mask = torch.arange(span, dtype: ScalarType.Int64).view(1, 1, 1, span).le(queryPositions!.view(b, 1, k, 1));
+        }
+        return (kOut, vOut, mask);
+    }
+
+    private void EnsureCapacity(int slot, long needed)
+    {
+        long cap = keys[slot].shape[1];
+        if (needed <= cap) return;
+        if (needed > MaxLength)
+            throw new InvalidOperationException($"KV cache slot {Layout.Labels[slot]}: {needed} entries exceed the cache length {MaxLength}");
+        long grown = Math.Min(MaxLength, Math.Max(needed, 2 * cap));
+        foreach (var store in new[] { keys, values })
+        {
+            var bigger = torch.zeros(Rows, grown, kvHeads, headDim, dtype: DType).DetachFromDisposeScope();
+            bigger.narrow(1, 0, cap).copy_(store[slot]);
+            store[slot].Dispose();
+            store[slot] = bigger;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in keys) t.Dispose();
+        foreach (var t in values) t.Dispose();
+    }
+}
