@@ -1,0 +1,100 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using MoRSharp.Data.Tokenizers;
+using MoRSharp.Model;
+using static TorchSharp.torch;
+
+namespace MoRSharp.Inference;
+
+/// <summary>
+/// Single-sequence generation with a KV cache: one prefill call over the prompt, then one cached forward per token
+/// (causal routing, so each token's depth is what the full forward would give). Requests run one at a time; the
+/// batching engine serves many at once.
+/// <see cref="GeneratedToken.Depth"/> is the number of recursions of the forward pass that predicted the token (the depth of
+/// the position before it).
+/// </summary>
+public sealed class TextGenerator(MoRForCausalLM model, ITokenizer tokenizer, int? contextLength = null) : IGenerationService, IDisposable
+{
+    private readonly SemaphoreSlim gate = new(1, 1);
+    private long tokensGenerated, promptTokens, completed;
+    private readonly long[] perDepth = new long[model.Layout.NumRecursion + 1];
+    private readonly Stopwatch busy = new();
+
+    public ITokenizer Tokenizer => tokenizer;
+    public int ContextLength { get; } = Math.Min(contextLength ?? model.Config.MaxPositionEmbeddings, model.Config.MaxPositionEmbeddings);
+    public MoRForCausalLM Model => model;
+
+    public GenerationMetrics Metrics => new(Interlocked.Read(ref tokensGenerated), Interlocked.Read(ref promptTokens),
+        busy.Elapsed.TotalSeconds > 0 ? tokensGenerated / busy.Elapsed.TotalSeconds : 0, gate.CurrentCount == 0 ? 1 : 0,
+        gate.CurrentCount == 0 ? 1 : 0, perDepth.ToArray(), Interlocked.Read(ref completed));
+
+    public async IAsyncEnumerable<GeneratedToken> GenerateAsync(IReadOnlyList<int> promptIds, GenerationOptions options,
+        [EnumeratorCancellation] CancellationToken cancel = default)
+    {
+        options.Validate();
+        var prompt = GenerationServiceExtensions.FitPrompt(promptIds, options, ContextLength, model.Config.VocabSize);
+        await gate.WaitAsync(cancel).ConfigureAwait(false);
+        try
+        {
+            int budget = Math.Min(options.MaxTokens, ContextLength - prompt.Length);
+            var stopIds = new HashSet<int>(options.StopTokenIds ?? (tokenizer.EosId is { } e ? [e] : []));
+            using var cache = model.CreateCache(1, prompt.Length + budget);
+            using var sampler = new Sampler(options.Sampling);
+            var streamer = new TextStreamer(tokenizer, options.StopStrings);
+            var history = new List<int>(prompt);
+            Interlocked.Add(ref promptTokens, prompt.Length);
+            busy.Start();
+            try
+            {
+                var (next, depth) = Step(prompt, cache, sampler, history);
+                for (int n = 0; ; n++)
+                {
+                    cancel.ThrowIfCancellationRequested();
+                    if (stopIds.Contains(next))
+                    {
+                        yield return new GeneratedToken(-1, streamer.Flush(), depth, n) { Finish = FinishReason.Stop };
+                        yield break;
+                    }
+                    Interlocked.Increment(ref tokensGenerated);
+                    Interlocked.Increment(ref perDepth[Math.Min(depth, perDepth.Length - 1)]);
+                    string piece = streamer.Push(next);
+                    if (streamer.Stopped)
+                    {
+                        yield return new GeneratedToken(next, piece, depth, n) { Finish = FinishReason.Stop };
+                        yield break;
+                    }
+                    if (n + 1 >= budget)
+                    {
+                        yield return new GeneratedToken(next, piece + streamer.Flush(), depth, n) { Finish = FinishReason.Length };
+                        yield break;
+                    }
+                    yield return new GeneratedToken(next, piece, depth, n);
+                    history.Add(next);
+                    (next, depth) = Step([next], cache, sampler, history);
+                }
+            }
+            finally
+            {
+                busy.Stop();
+                Interlocked.Increment(ref completed);
+            }
+        }
+        finally { gate.Release(); }
+    }
+
+    /// <summary>Feeds tokens through the cached model and samples the next one. Synchronous, with its own grad mode and dispose
+    /// scope (both are per thread in TorchSharp, and an async iterator may resume on another thread).</summary>
+    private (int next, int depth) Step(int[] ids, Caching.KvCache cache, Sampler sampler, List<int> history)
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        if (model.training) model.eval();
+        var input = torch.tensor(ids.Select(i => (long)i).ToArray()).unsqueeze(0);              // [1, T]
+        var output = model.Forward(input, cache);
+        int depth = output.Routing.Depth is { } d ? (int)d[0, -1].item<long>() : model.Layout.NumRecursion;
+        if (model.Layout.Recursions.Length == 0) depth = 0;
+        return (sampler.Next(output.Logits[0, -1], history), depth);
+    }
+
+    public void Dispose() => gate.Dispose();
+}
