@@ -80,8 +80,8 @@ public sealed class KvCacheLayout
 }
 
 /// <summary>
-/// Keys and values for <see cref="Rows"/> independent sequences, one pair of tensors per slot, stored [rows, capacity, n_kv, hd]
-/// (post-RoPE keys). Allocated up front at the layout's expected fraction of <see cref="MaxLength"/> and written in place;
+/// Keys and values for <see cref="Rows"/> independent sequences, one pair of tensors per slot, stored [rows, n_kv, capacity, hd]
+/// (post-RoPE keys; attention reads a prefix of the capacity axis as a view, without copying). Allocated up front at the layout's expected fraction of <see cref="MaxLength"/> and written in place;
 /// a slot that fills up (the causal rule may route more tokens than the capacity) grows by doubling, up to MaxLength.
 /// Lengths are kept per (row, slot) on the host: slot s of row i holds the first <c>Length(i, s)</c> entries, in position order.
 /// The cache owns its tensors (outside any dispose scope) and frees them on <see cref="Dispose"/>.
@@ -114,8 +114,8 @@ public sealed class KvCache : IDisposable
         for (int s = 0; s < Layout.NumSlots; s++)
         {
             long cap = Math.Clamp((long)Math.Ceiling(Layout.ExpectedFraction[s] * maxLength), 1, maxLength);
-            keys[s] = torch.zeros(rows, cap, kvHeads, headDim, dtype: dtype).DetachFromDisposeScope();
-            values[s] = torch.zeros(rows, cap, kvHeads, headDim, dtype: dtype).DetachFromDisposeScope();
+            keys[s] = torch.zeros(rows, kvHeads, cap, headDim, dtype: dtype).DetachFromDisposeScope();
+            values[s] = torch.zeros(rows, kvHeads, cap, headDim, dtype: dtype).DetachFromDisposeScope();
         }
         lengths = new long[rows, Layout.NumSlots];
         positions = new long[rows];
@@ -124,7 +124,7 @@ public sealed class KvCache : IDisposable
     /// <summary>Tokens row i has consumed: the absolute position of its next token.</summary>
     public long Position(int row) => positions[row];
     public long Length(int row, int slot) => lengths[row, slot];
-    public long Capacity(int slot) => keys[slot].shape[1];
+    public long Capacity(int slot) => keys[slot].shape[2];
 
     /// <summary>Empties a row for a new sequence (the tensors stay allocated).</summary>
     public void Reset(int row)
@@ -178,7 +178,7 @@ public sealed class KvCache : IDisposable
         var old = new long[b];
         for (int i = 0; i < b; i++) old[i] = lengths[rows[i], slot];
         bool allRows = b == Rows && Enumerable.Range(0, b).All(i => rows[i] == i);
-        using var rowsT = allRows ? null : torch.tensor(rows.ToArray());
+        using var rowsT = allRows || b == 1 ? null : torch.tensor(rows.ToArray());
 
         long span;
         if (write)
@@ -186,19 +186,21 @@ public sealed class KvCache : IDisposable
             span = 0;
             for (int i = 0; i < b; i++) span = Math.Max(span, old[i] + k);
             EnsureCapacity(slot, span);
-            var kIn = newKeys.transpose(1, 2).to_type(DType);     // [b, k, n_kv, hd]
-            var vIn = newValues.transpose(1, 2).to_type(DType);
+            var kIn = newKeys.to_type(DType);                      // [b, n_kv, k, hd]
+            var vIn = newValues.to_type(DType);
             if (b == 1)
             {
-                keys[slot][rows[0]].narrow(0, old[0], k).copy_(kIn[0]);
-                values[slot][rows[0]].narrow(0, old[0], k).copy_(vIn[0]);
+                keys[slot][rows[0]].narrow(1, old[0], k).copy_(kIn[0]);
+                values[slot][rows[0]].narrow(1, old[0], k).copy_(vIn[0]);
             }
             else
             {
                 using var rowIdx = torch.tensor(rows.ToArray()).unsqueeze(1).expand(b, k);                       // [b, k]
                 using var posIdx = torch.tensor(old).unsqueeze(1) + torch.arange(k, dtype: ScalarType.Int64);      // [b, k]
-                keys[slot].index_put_(kIn, rowIdx, posIdx);
-                values[slot].index_put_(vIn, rowIdx, posIdx);
+                // cache[row, :, pos, :] for each (row, pos) pair: the indexed shape is [b, k, n_kv, hd]
+                var at = new[] { TensorIndex.Tensor(rowIdx), TensorIndex.Colon, TensorIndex.Tensor(posIdx) };
+                keys[slot].index_put_(kIn.transpose(1, 2), at);
+                values[slot].index_put_(vIn.transpose(1, 2), at);
             }
             for (int i = 0; i < b; i++) lengths[rows[i], slot] += counts[i];
         }
@@ -212,13 +214,18 @@ public sealed class KvCache : IDisposable
         }
 
         Tensor kAll = keys[slot], vAll = values[slot];
-        if (!allRows)
+        if (b == 1 && !allRows)
+        {
+            kAll = kAll.narrow(0, rows[0], 1);
+            vAll = vAll.narrow(0, rows[0], 1);
+        }
+        else if (!allRows)
         {
             kAll = kAll.index_select(0, rowsT!);
             vAll = vAll.index_select(0, rowsT!);
         }
-        var kOut = kAll.narrow(1, 0, span).transpose(1, 2);     // [b, n_kv, S, hd]
-        var vOut = vAll.narrow(1, 0, span).transpose(1, 2);
+        var kOut = kAll.narrow(2, 0, span);                     // [b, n_kv, S, hd], a view for one row or all rows
+        var vOut = vAll.narrow(2, 0, span);
 
         Tensor? mask;
         if (write)
@@ -241,15 +248,15 @@ public sealed class KvCache : IDisposable
 
     private void EnsureCapacity(int slot, long needed)
     {
-        long cap = keys[slot].shape[1];
+        long cap = keys[slot].shape[2];
         if (needed <= cap) return;
         if (needed > MaxLength)
             throw new InvalidOperationException($"KV cache slot {Layout.Labels[slot]}: {needed} entries exceed the cache length {MaxLength}");
         long grown = Math.Min(MaxLength, Math.Max(needed, 2 * cap));
         foreach (var store in new[] { keys, values })
         {
-            var bigger = torch.zeros(Rows, grown, kvHeads, headDim, dtype: DType).DetachFromDisposeScope();
-            bigger.narrow(1, 0, cap).copy_(store[slot]);
+            var bigger = torch.zeros(Rows, kvHeads, grown, headDim, dtype: DType).DetachFromDisposeScope();
+            bigger.narrow(2, 0, cap).copy_(store[slot]);
             store[slot].Dispose();
             store[slot] = bigger;
         }

@@ -20,7 +20,19 @@ public sealed class AttentionInputs
     public bool CaptureKv;
     /// <summary>Decoding with a KV cache: this call writes its keys/values to (or only reads) one slot; attention reads the slot.</summary>
     public KvCacheAccess? Cache;
+    /// <summary>
+    /// Batching engine: the call's tokens (one per sequence, T = 1) belong to different slots — e.g. different recursions —
+    /// and each group attends to its own slot. Projections and the MLP still run once over all tokens.
+    /// </summary>
+    public IReadOnlyList<KvCacheGroup>? CacheGroups;
 }
+
+/// <summary>
+/// One slot's share of a mixed call: <see cref="Members"/> [m] indexes the call's batch, <see cref="MemberRows"/> [m] are their
+/// cache rows. <see cref="Access"/> covers every cache row (counts 1 for member rows, 0 otherwise): attention runs over all
+/// rows as a view of the cache — cheaper than copying the members' rows out — and only the members' outputs are kept.
+/// </summary>
+public sealed record KvCacheGroup(KvCacheAccess Access, Tensor Members, Tensor MemberRows);
 
 /// <summary>
 /// One attention call's view of a KV cache: the slot, the cache rows of the B sequences in the call, how many of each row's
@@ -56,6 +68,7 @@ public sealed class Attention : nn.Module
         using var scope = NewDisposeScope();
         var q = q_proj.forward(x).view(b, t, numHeads, headDim).transpose(1, 2);            // [B, H, T, hd]
         q = RotaryEmbedding.Apply(q, inputs.Cos, inputs.Sin);
+        if (inputs.CacheGroups is { } groups) return (GroupedAttention(x, q, inputs, groups), null, null);
         Tensor k, v;                                                                        // [B, n_kv, S, hd]
         Tensor? mask = inputs.Mask;
         if (inputs.Cache is { } c)
@@ -92,6 +105,29 @@ public sealed class Attention : nn.Module
             return (output, k, v);
         }
         return (output, null, null);
+    }
+
+    /// <summary>x [n, 1, d], q [n, H, 1, hd] (rotated) → output [n, 1, d]; each group reads and writes its own slot.</summary>
+    private Tensor GroupedAttention(Tensor x, Tensor q, AttentionInputs inputs, IReadOnlyList<KvCacheGroup> groups)
+    {
+        long n = x.shape[0];
+        var newK = RotaryEmbedding.Apply(k_proj.forward(x).view(n, 1, numKvHeads, headDim).transpose(1, 2), inputs.Cos, inputs.Sin);  // [n, n_kv, 1, hd]
+        var newV = v_proj.forward(x).view(n, 1, numKvHeads, headDim).transpose(1, 2);
+        var attn = torch.zeros_like(q);                                                     // [n, H, 1, hd]
+        foreach (var g in groups)
+        {
+            long rows = g.Access.Cache.Rows;
+            var qAll = torch.zeros(rows, numHeads, 1, headDim, dtype: q.dtype).index_copy_(0, g.MemberRows, q.index_select(0, g.Members));
+            var kAll = torch.zeros(rows, numKvHeads, 1, headDim, dtype: q.dtype).index_copy_(0, g.MemberRows, newK.index_select(0, g.Members));
+            var vAll = torch.zeros(rows, numKvHeads, 1, headDim, dtype: q.dtype).index_copy_(0, g.MemberRows, newV.index_select(0, g.Members));
+            var (k, v, mask) = g.Access.Cache.Update(g.Access.Slot, g.Access.Rows, kAll, vAll, g.Access.Counts, g.Access.Write, g.Access.QueryPositions);
+            var a = mask is null
+                ? nn.functional.scaled_dot_product_attention(qAll, RepeatKv(k), RepeatKv(v))
+                : nn.functional.scaled_dot_product_attention(qAll, RepeatKv(k), RepeatKv(v), attn_mask: mask);   // [rows, H, 1, hd]
+            attn.index_copy_(0, g.Members, a.index_select(0, g.MemberRows));
+        }
+        var output = o_proj.forward(attn.transpose(1, 2).reshape(n, 1, numHeads * headDim));
+        return output.MoveToOuterDisposeScope();
     }
 
     /// <summary>[B, n_kv, S, hd] → [B, H, S, hd]: query head j reads KV head j / (H / n_kv).</summary>

@@ -80,6 +80,11 @@ public sealed class MoRModel : nn.Module
     public RecursionLayout Layout => layout;
     public RotaryEmbedding Rope => rope;
     public Tensor? RouterBias => router_bias;
+    public RmsNorm Norm => norm;
+    /// <summary>The expert-choice routing (null unless <c>mor.routing</c> is expert); the batching engine routes with it.</summary>
+    public ExpertChoiceRouting? ExpertRouting => expert;
+    /// <summary>The token-choice routing (null unless <c>mor.routing</c> is token).</summary>
+    public TokenChoiceRouting? TokenRouting => token;
 
     /// <summary>
     /// ids [B, T], positions [B, T] (absolute; default 0..T−1) → final hidden states [B, T, d] and routing stats.

@@ -39,12 +39,7 @@ public sealed class ExpertChoiceRouting(MoRConfig config, IList<nn.Module<Tensor
         {
             var x = cand is null ? h : TokenSelection.Gather(h, cand);                    // [B, k_prev, d]
             long kPrev = x.shape[1];
-            var z = routers[r].forward(temperature == 1.0 ? x : x / temperature).squeeze(-1);   // [B, k_prev]
-            if (config.RandomRouter) z = torch.randn_like(z).detach();                    // random-router baseline: no learning signal
-            var gate = func == RouterFunc.Tanh ? alpha * z.tanh() : alpha * z.sigmoid();  // [B, k_prev]
-            Tensor? zAux = auxKind == AuxLossKind.AuxRouter && auxRouters is not null && !config.RandomRouter
-                ? auxRouters[r].forward((temperature == 1.0 ? x : x / temperature).detach()).squeeze(-1)
-                : null;
+            var (z, gate, zAux) = Score(r, x);                                            // [B, k_prev] each
 
             Tensor sel, w;               // sel [B, k] absolute positions (sorted), w [B, k] gates
             Tensor? selValid = null;
@@ -72,7 +67,7 @@ public sealed class ExpertChoiceRouting(MoRConfig config, IList<nn.Module<Tensor
             else
             {
                 // Causal rule: continue iff the router says so and the token continued at r−1.
-                Tensor cont = r == 0 && capacity[0] >= 1.0 ? torch.ones_like(z, dtype: ScalarType.Bool) : Decision(zAux ?? z);
+                Tensor cont = Continues(r, z, zAux);
                 if (candValid is not null) cont = cont.logical_and(candValid);
                 var candIdx = cand ?? torch.arange(n).unsqueeze(0).expand(b, n);              // [B, k_prev] absolute positions
                 var activeFull = torch.zeros(b, n, dtype: ScalarType.Bool).scatter(1, candIdx, cont);
@@ -118,6 +113,28 @@ public sealed class ExpertChoiceRouting(MoRConfig config, IList<nn.Module<Tensor
         };
         return (h, stats);
     }
+
+    /// <summary>
+    /// Router logit z, gate g = α·σ(z) (or α·tanh(z)) and the aux router's logit (when configured) for candidates x [..., d] at
+    /// recursion r. Shared by the full-sequence forward and the batching engine, so both route identically.
+    /// </summary>
+    public (Tensor z, Tensor gate, Tensor? zAux) Score(int r, Tensor x)
+    {
+        var input = temperature == 1.0 ? x : x / temperature;
+        var z = routers[r].forward(input).squeeze(-1);
+        if (config.RandomRouter) z = torch.randn_like(z).detach();                        // random-router baseline: no learning signal
+        var gate = func == RouterFunc.Tanh ? alpha * z.tanh() : alpha * z.sigmoid();
+        Tensor? zAux = auxKind == AuxLossKind.AuxRouter && auxRouters is not null && !config.RandomRouter
+            ? auxRouters[r].forward(input.detach()).squeeze(-1)
+            : null;
+        return (z, gate, zAux);
+    }
+
+    /// <summary>The causal rule at recursion r: every token at recursion 1 when c₁ = 1, else the router's own decision.</summary>
+    public Tensor Continues(int r, Tensor z, Tensor? zAux) =>
+        r == 0 && capacity[0] >= 1.0 ? torch.ones_like(z, dtype: ScalarType.Bool) : Decision(zAux ?? z);
+
+    public int NumRecursion => capacity.Length;
 
     /// <summary>The per-token causal decision: σ(z) ≥ 0.5 for sigmoid gates, tanh(z) ≥ 0 for tanh — both are z ≥ 0.</summary>
     private static Tensor Decision(Tensor z) => z.ge(0.0);

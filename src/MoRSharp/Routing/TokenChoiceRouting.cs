@@ -20,14 +20,7 @@ public sealed class TokenChoiceRouting(MoRConfig config, nn.Module<Tensor, Tenso
     public (Tensor hidden, RoutingStats stats) Forward(Tensor h, RecursionBlock block)
     {
         long b = h.shape[0], n = h.shape[1];
-        var logits = router.forward(temperature == 1.0 ? h : h / temperature);          // [B, N, N_r]
-        if (config.RandomRouter) logits = torch.randn_like(logits).detach();
-        var probs = func == RouterFunc.Softmax ? alpha * logits.softmax(-1) : alpha * logits.sigmoid();   // [B, N, N_r]
-        var choice = config.BalancingKind == BalancingKind.LossFree && !config.RandomRouter
-            ? probs.detach() + routerBias.to_type(probs.dtype)
-            : probs.detach();
-        var expert = choice.argmax(-1);                                                  // [B, N] 0-based: runs expert+1 recursions
-        var gate = probs.gather(-1, expert.unsqueeze(-1)).squeeze(-1);                  // [B, N]
+        var (logits, probs, expert, gate) = Choose(h);
 
         // Load and losses over the T = B·N tokens of this micro-batch.
         var counts = torch.zeros(numRec, dtype: ScalarType.Int64).scatter_add(0, expert.reshape(-1), torch.ones(b * n, dtype: ScalarType.Int64));
@@ -78,6 +71,25 @@ public sealed class TokenChoiceRouting(MoRConfig config, nn.Module<Tensor, Tenso
         };
         return (output, stats);
     }
+
+    /// <summary>
+    /// Router logits and probabilities [..., N_r], the chosen depth index (0-based: runs index+1 recursions) and its unbiased
+    /// gate [...], for states h [..., d]. Shared by the full-sequence forward and the batching engine.
+    /// </summary>
+    public (Tensor logits, Tensor probs, Tensor expert, Tensor gate) Choose(Tensor h)
+    {
+        var logits = router.forward(temperature == 1.0 ? h : h / temperature);          // [..., N_r]
+        if (config.RandomRouter) logits = torch.randn_like(logits).detach();
+        var probs = func == RouterFunc.Softmax ? alpha * logits.softmax(-1) : alpha * logits.sigmoid();
+        var choice = config.BalancingKind == BalancingKind.LossFree && !config.RandomRouter
+            ? probs.detach() + routerBias.to_type(probs.dtype)
+            : probs.detach();
+        var expert = choice.argmax(-1);
+        var gate = probs.gather(-1, expert.unsqueeze(-1)).squeeze(-1);
+        return (logits, probs, expert, gate);
+    }
+
+    public int NumRecursion => numRec;
 
     private static Tensor? Weighted(MoRConfig config, Tensor? balancing, Tensor? zLoss)
     {
