@@ -67,7 +67,7 @@ public sealed class Sampler : IDisposable
             var (sorted, order) = x.sort(descending: true);
             var probs = sorted.softmax(0);
             var remove = (probs.cumsum(0) - probs).gt(options.TopP);                // keeps the token that crosses p
-            x = x.index_put_(torch.tensor(double.NegativeInfinity), order.masked_select(remove));
+            x = x.index_fill(0, order.masked_select(remove), double.NegativeInfinity);
         }
         var p = x.softmax(0);
         return (int)p.multinomial(1, generator: generator).item<long>();
