@@ -73,6 +73,7 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
     private readonly Thread thread;
     private readonly CancellationTokenSource stop = new();
     private readonly Random forcedRng;
+    private readonly long[] allRows;
 
     // Per row (cache row = batch slot)
     private readonly Sequence?[] seqs;
@@ -130,6 +131,7 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
         nextId = new int[rows];
         perDepth = new long[layout.NumRecursion + 1];
         forcedRng = new Random(options.ForcedDepthSeed);
+        allRows = Enumerable.Range(0, rows).Select(i => (long)i).ToArray();
         model.eval();
         thread = new Thread(Loop) { IsBackground = true, Name = "MoRSharp batching engine" };
         thread.Start();
@@ -255,8 +257,9 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
         {
             var members = torch.tensor(exits.Select(r => (long)r).ToArray());
             var h = state.index_select(0, members).unsqueeze(1);                                // [m, 1, d]
+            var rope = Rope(exits);
             for (int i = 0; i < layout.Coda.Length; i++)
-                h = core.Layers[layout.Coda[i]].Forward(h, Inputs(exits, members, _ => (cache.Layout.CodaSlot(i), true))).hidden;
+                h = core.Layers[layout.Coda[i]].Forward(h, Inputs(exits, rope, _ => (cache.Layout.CodaSlot(i), true))).hidden;
             var logits = model.Head(core.Norm.forward(h)).squeeze(1);                         // [m, V]
             cache.Advance(exits.Select(r => (long)r).ToArray(), 1);
             for (int k = 0; k < exits.Count; k++)
@@ -273,8 +276,9 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
             var members = torch.tensor(enters.Select(r => (long)r).ToArray());
             var ids = torch.tensor(enters.Select(r => (long)nextId[r]).ToArray()).unsqueeze(1);   // [m, 1]
             var h = core.EmbedTokens.forward(ids);                                               // [m, 1, d]
+            var rope = Rope(enters);
             for (int i = 0; i < layout.Prelude.Length; i++)
-                h = core.Layers[layout.Prelude[i]].Forward(h, Inputs(enters, members, _ => (cache.Layout.PreludeSlot(i), true))).hidden;
+                h = core.Layers[layout.Prelude[i]].Forward(h, Inputs(enters, rope, _ => (cache.Layout.PreludeSlot(i), true))).hidden;
             var h2 = h.squeeze(1);                                                               // [m, d]
             for (int k = 0; k < enters.Count; k++) { depth[enters[k]] = 0; recursion[enters[k]] = 0; }
             switch (routing)
@@ -342,10 +346,11 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
         var x = state.index_select(0, members).unsqueeze(1);                                     // [m, 1, d]
         // The block's unique layers are the same at every recursion; only the cache slots differ per token.
         var block = layout.Recursions[0];
+        var rope = Rope(rows);
         for (int j = 0; j < block.Length; j++)
         {
             int jj = j;
-            x = core.Layers[block[j]].Forward(x, Inputs(rows, members, row => cache.Layout.RecursionSlot(recursion[row], jj))).hidden;
+            x = core.Layers[block[j]].Forward(x, Inputs(rows, rope, row => cache.Layout.RecursionSlot(recursion[row], jj))).hidden;
         }
         var y = x.squeeze(1);                                                                    // [m, d]
         foreach (int row in rows) depth[row] = recursion[row] + 1;
@@ -395,12 +400,16 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
         }
     }
 
-    /// <summary>AttentionInputs for tokens of <paramref name="rows"/> (one each, at their next position), grouped by slot.</summary>
-    private AttentionInputs Inputs(IReadOnlyList<int> rows, Tensor members, Func<int, (int slot, bool writes)> slotOf)
+    /// <summary>RoPE tables for the tokens of <paramref name="rows"/> (one each, at its next position): [m, 1, 1, hd] each.</summary>
+    private (Tensor cos, Tensor sin) Rope(IReadOnlyList<int> rows)
     {
         var positions = torch.tensor(rows.Select(r => cache.Position(r)).ToArray()).unsqueeze(1);   // [m, 1]
-        var (cos, sin) = core.Rope.At(positions, state.dtype);                                      // [m, 1, 1, hd]
-        var allRows = Enumerable.Range(0, cache.Rows).Select(i => (long)i).ToArray();
+        return core.Rope.At(positions, state.dtype);
+    }
+
+    /// <summary>AttentionInputs for tokens of <paramref name="rows"/>, grouped by the cache slot each one reads and writes.</summary>
+    private AttentionInputs Inputs(IReadOnlyList<int> rows, (Tensor cos, Tensor sin) rope, Func<int, (int slot, bool writes)> slotOf)
+    {
         var groups = new List<KvCacheGroup>();
         foreach (var grp in rows.Select((row, k) => (row, k, slot: slotOf(row))).GroupBy(t => t.slot))
         {
@@ -408,12 +417,13 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
             var qpos = new long[cache.Rows];
             foreach (var t in grp) { counts[t.row] = 1; qpos[t.row] = cache.Position(t.row); }
             var (slot, writes) = grp.Key;
+            bool identity = grp.Count() == cache.Rows && grp.All(t => t.row == t.k);
             groups.Add(new KvCacheGroup(
                 new KvCacheAccess(cache, slot, allRows, counts, writes, writes ? null : torch.tensor(qpos).unsqueeze(1)),
                 torch.tensor(grp.Select(t => (long)t.k).ToArray()),
-                torch.tensor(grp.Select(t => (long)t.row).ToArray())));
+                torch.tensor(grp.Select(t => (long)t.row).ToArray())) { Identity = identity });
         }
-        return new AttentionInputs { Cos = cos, Sin = sin, CacheGroups = groups };
+        return new AttentionInputs { Cos = rope.cos, Sin = rope.sin, CacheGroups = groups };
     }
 
     private List<int> Rows(Phase p)

@@ -28,7 +28,27 @@ public sealed class TextGenerator(MoRForCausalLM model, ITokenizer tokenizer, in
         busy.Elapsed.TotalSeconds > 0 ? tokensGenerated / busy.Elapsed.TotalSeconds : 0, gate.CurrentCount == 0 ? 1 : 0,
         gate.CurrentCount == 0 ? 1 : 0, perDepth.ToArray(), Interlocked.Read(ref completed));
 
-    public async IAsyncEnumerable<GeneratedToken> GenerateAsync(IReadOnlyList<int> promptIds, GenerationOptions options,
+    public IAsyncEnumerable<GeneratedToken> GenerateAsync(IReadOnlyList<int> promptIds, GenerationOptions options,
+        CancellationToken cancel = default) => GenerateAsync(promptIds, options, null, cancel);
+
+    /// <summary>
+    /// A conversation's KV cache kept between requests: when a new prompt starts with every token already cached (the earlier
+    /// turns and replies), only the new tokens are run. Exact, because routing is causal: a cached prefix never changes.
+    /// </summary>
+    public sealed class Session(TextGenerator owner) : IDisposable
+    {
+        internal readonly Caching.KvCache Cache = owner.Model.CreateCache(1, owner.ContextLength);
+        internal readonly List<int> Tokens = [];
+        /// <summary>Tokens whose keys/values are cached.</summary>
+        public int CachedTokens => Tokens.Count;
+        /// <summary>Prompt tokens the last request did not have to run again.</summary>
+        public int ReusedTokens { get; internal set; }
+        public void Dispose() => Cache.Dispose();
+    }
+
+    public Session CreateSession() => new(this);
+
+    public async IAsyncEnumerable<GeneratedToken> GenerateAsync(IReadOnlyList<int> promptIds, GenerationOptions options, Session? session,
         [EnumeratorCancellation] CancellationToken cancel = default)
     {
         options.Validate();
@@ -38,7 +58,17 @@ public sealed class TextGenerator(MoRForCausalLM model, ITokenizer tokenizer, in
         {
             int budget = Math.Min(options.MaxTokens, ContextLength - prompt.Length);
             var stopIds = new HashSet<int>(options.StopTokenIds ?? (tokenizer.EosId is { } e ? [e] : []));
-            using var cache = model.CreateCache(1, prompt.Length + budget);
+            using var ownCache = session is null ? model.CreateCache(1, prompt.Length + budget) : null;
+            var cache = ownCache ?? session!.Cache;
+            int reuse = 0;
+            if (session is not null)
+            {
+                bool prefix = session.Tokens.Count < prompt.Length && session.Tokens.Select((t, i) => prompt[i] == t).All(x => x);
+                reuse = prefix ? session.Tokens.Count : 0;
+                if (!prefix) { cache.Reset(0); session.Tokens.Clear(); }
+                session.ReusedTokens = reuse;
+                session.Tokens.AddRange(prompt.Skip(reuse));
+            }
             using var sampler = new Sampler(options.Sampling);
             var streamer = new TextStreamer(tokenizer, options.StopStrings);
             var history = new List<int>(prompt);
@@ -46,7 +76,7 @@ public sealed class TextGenerator(MoRForCausalLM model, ITokenizer tokenizer, in
             busy.Start();
             try
             {
-                var (next, depth) = Step(prompt, cache, sampler, history);
+                var (next, depth) = Step(prompt[reuse..], cache, sampler, history);
                 for (int n = 0; ; n++)
                 {
                     cancel.ThrowIfCancellationRequested();
@@ -70,6 +100,7 @@ public sealed class TextGenerator(MoRForCausalLM model, ITokenizer tokenizer, in
                     }
                     yield return new GeneratedToken(next, piece, depth, n);
                     history.Add(next);
+                    session?.Tokens.Add(next);
                     (next, depth) = Step([next], cache, sampler, history);
                 }
             }

@@ -32,7 +32,11 @@ public sealed class AttentionInputs
 /// cache rows. <see cref="Access"/> covers every cache row (counts 1 for member rows, 0 otherwise): attention runs over all
 /// rows as a view of the cache — cheaper than copying the members' rows out — and only the members' outputs are kept.
 /// </summary>
-public sealed record KvCacheGroup(KvCacheAccess Access, Tensor Members, Tensor MemberRows);
+public sealed record KvCacheGroup(KvCacheAccess Access, Tensor Members, Tensor MemberRows)
+{
+    /// <summary>Token i of the call is cache row i, for every row: no scatter/gather needed.</summary>
+    public bool Identity { get; init; }
+}
 
 /// <summary>
 /// One attention call's view of a KV cache: the slot, the cache rows of the B sequences in the call, how many of each row's
@@ -114,6 +118,15 @@ public sealed class Attention : nn.Module
         var newK = RotaryEmbedding.Apply(k_proj.forward(x).view(n, 1, numKvHeads, headDim).transpose(1, 2), inputs.Cos, inputs.Sin);  // [n, n_kv, 1, hd]
         var newV = v_proj.forward(x).view(n, 1, numKvHeads, headDim).transpose(1, 2);
         var attn = torch.zeros_like(q);                                                     // [n, H, 1, hd]
+        if (groups.Count == 1 && groups[0].Identity)
+        {
+            var a = groups[0].Access;
+            var (k1, v1, mask1) = a.Cache.Update(a.Slot, a.Rows, newK, newV, a.Counts, a.Write, a.QueryPositions);
+            var att = mask1 is null
+                ? nn.functional.scaled_dot_product_attention(q, RepeatKv(k1), RepeatKv(v1))
+                : nn.functional.scaled_dot_product_attention(q, RepeatKv(k1), RepeatKv(v1), attn_mask: mask1);
+            return o_proj.forward(att.transpose(1, 2).reshape(n, 1, numHeads * headDim)).MoveToOuterDisposeScope();
+        }
         foreach (var g in groups)
         {
             long rows = g.Access.Cache.Rows;

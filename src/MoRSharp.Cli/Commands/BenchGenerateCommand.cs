@@ -1,0 +1,260 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using MoRSharp.Config;
+using MoRSharp.Data.Tokenizers;
+using MoRSharp.Inference;
+using MoRSharp.Model;
+using MoRSharp.Native;
+using MoRSharp.Reporting;
+
+namespace MoRSharp.Cli.Commands;
+
+/// <summary>
+/// <c>mor bench generate</c>: decode throughput of vanilla vs MoR (N_r = 2, 3, 4) through the continuous batching engine,
+/// at several batch sizes and at the largest batch a memory budget allows, all in one run with the models interleaved.
+/// Random weights; MoR routing follows a stated exit distribution (see <c>--exit</c>), gates come from the routers.
+/// </summary>
+public sealed class BenchGenerateCommand : ICommand
+{
+    public string Name => "bench generate";
+    public string Summary => "Decode throughput and latency: vanilla vs MoR N_r = 2, 3, 4 with continuous depth-wise batching.";
+    public IReadOnlyList<string> Usage { get; } =
+        ["mor bench generate [--shape micro|small] [--recursions 2,3,4] [--batches 1,8,32] [--max-batch-at N] [--tokens N] [--rounds R] [--json]"];
+
+    public IReadOnlyList<CliOption> Options { get; } =
+    [
+        new("--shape", "NAME", "micro (d 256, 8 layers, 4/4 heads, FFN 768) or small (SmolLM-135M: d 576, 30 layers, 9/3 heads, FFN 1536); vocab 49152, tied (default micro)"),
+        new("--recursions", "LIST", "MoR models to compare, by N_r (default 2,3,4); each against a vanilla model of the same unrolled depth"),
+        new("--batches", "LIST", "batch sizes (default 1,8,32)"),
+        new("--max-batch-at", "N", "also run at the largest batch that fits the memory a vanilla model needs at batch N (default 32; 0 = skip)"),
+        new("--tokens", "N", "mean tokens generated per request (normal, sd N/4; default 128); prompts are a single EOS token"),
+        new("--requests-per-row", "R", "requests per batch row, so finished rows are refilled from the queue (default 2)"),
+        new("--exit", "uniform|router", "MoR exit depths: uniform over 1..N_r (= the default capacities N_r/N_r … 1/N_r; default), or the random routers' own decisions"),
+        new("--rounds", "R", "repeat the whole interleaved sweep R times and report the median (default 1)"),
+        new("--seed", "S", "seed of weights, lengths and exit draws (default 1)"),
+        new("--threads", "N", "torch threads (default: all cores)"),
+        new("--json", null, "print JSON"),
+    ];
+
+    private sealed record Variant(string Name, ModelConfig Config, int NumRecursion, string Baseline);
+
+    private sealed record Result(string Model, int Batch, string BatchLabel, long Tokens, double Seconds, double TokensPerSecond,
+        double P50LatencyMs, double MeanDepth, double KvBytesPerTokenAccounting, double ParamBytes, double SharedBlockBatch);
+
+    public int Execute(ParsedOptions o, TextWriter stdout, TextWriter stderr)
+    {
+        string shape = o.Get("--shape") ?? "micro";
+        if (shape is not ("micro" or "small")) throw new UsageException($"--shape: expected micro or small, got '{shape}'");
+        var recursions = IntList(o.Get("--recursions") ?? "2,3,4", "--recursions");
+        var batches = IntList(o.Get("--batches") ?? "1,8,32", "--batches");
+        int maxAt = o.GetInt("--max-batch-at", 0) ?? 32;
+        int meanTokens = o.GetInt("--tokens", 2) ?? 128;
+        int perRow = o.GetInt("--requests-per-row", 1) ?? 2;
+        int rounds = o.GetInt("--rounds", 1) ?? 1;
+        int seed = o.GetInt("--seed") ?? 1;
+        string exit = o.Get("--exit") ?? "uniform";
+        if (exit is not ("uniform" or "router")) throw new UsageException($"--exit: expected uniform or router, got '{exit}'");
+        TorchRuntime.Initialize(o.GetInt("--threads", 1));
+        int context = Math.Min(2048, 2 * meanTokens + 8);
+
+        // Models: each MoR-N_r against a vanilla model with the same unrolled depth (the paper compares MoR-4 with a 34-layer vanilla).
+        var variants = new List<Variant>();
+        foreach (int nr in recursions)
+        {
+            var mor = Shape(shape, nr, context);
+            string vname = $"vanilla-{mor.NumHiddenLayers}L";
+            if (variants.All(v => v.Name != vname)) variants.Add(new Variant(vname, Shape(shape, null, context, mor.NumHiddenLayers), 0, vname));
+            variants.Add(new Variant($"MoR-{nr} ({mor.NumHiddenLayers}L)", mor, nr, vname));
+        }
+        var tokenizer = new IdsOnlyTokenizer(49152);   // random weights: the text is meaningless, only ids flow
+        var models = variants.ToDictionary(v => v.Name, v => new MoRForCausalLM(v.Config, seed));
+        try
+        {
+            // Batch settings: fixed sizes, plus "max" = what fits the memory vanilla needs at batch maxAt.
+            var runs = new List<(string variant, int batch, string label)>();
+            foreach (int b in batches) foreach (var v in variants) runs.Add((v.Name, b, b.ToString(CultureInfo.InvariantCulture)));
+            if (maxAt > 0)
+                foreach (var v in variants)
+                {
+                    var baseline = variants.First(x => x.Name == v.Baseline);
+                    double budget = Memory(baseline.Config, maxAt, context);
+                    int fit = MaxBatch(v.Config, budget, context);
+                    runs.Add((v.Name, fit, $"max={fit} (budget {Fmt.Bytes((long)budget)})"));
+                }
+
+            var all = new List<Result>();
+            int total = runs.Count * rounds, done = 0;
+            using (var bar = new ProgressBar("bench generate", total, stderr))
+                for (int round = 0; round < rounds; round++)
+                {
+                    // Interleave: within each batch setting the models run back to back, alternating order between rounds.
+                    var order = round % 2 == 0 ? runs : runs.AsEnumerable().Reverse().ToList();
+                    foreach (var (name, batch, label) in order)
+                    {
+                        var v = variants.First(x => x.Name == name);
+                        all.Add(RunOne(models[name], tokenizer, v, batch, label, meanTokens, perRow, exit, seed + round, context));
+                        bar.Report(++done);
+                    }
+                }
+
+            var results = all.GroupBy(r => (r.Model, r.BatchLabel)).Select(g => Median(g.ToList())).ToList();
+            Print(results, variants, shape, exit, meanTokens, stdout, o.Has("--json"));
+        }
+        finally { foreach (var m in models.Values) m.Dispose(); }
+        return CommandLine.ExitOk;
+    }
+
+    private static Result RunOne(MoRForCausalLM model, ITokenizer tokenizer, Variant v, int batch, string label, int meanTokens,
+        int perRow, string exit, int seed, int context)
+    {
+        double[]? forced = v.NumRecursion > 0 && exit != "router" ? Enumerable.Repeat(1.0, v.NumRecursion).ToArray() : null;
+        var engineOptions = new EngineOptions { MaxBatch = batch, MaxQueue = batch * perRow + 1, ContextLength = context, ForcedDepthDistribution = forced, ForcedDepthSeed = seed };
+        using var engine = new BatchingEngine(model, tokenizer, engineOptions);
+        var rng = new Random(seed);
+        int eos = 0;
+        // warm-up: a few short requests (allocator, thread pool, first-call costs)
+        Task.WhenAll(Enumerable.Range(0, Math.Min(batch, 4)).Select(_ => engine.CompleteAsync([eos], Greedy(8)))).GetAwaiter().GetResult();
+        int requests = batch * perRow;
+        var lengths = Enumerable.Range(0, requests).Select(_ =>
+            (int)Math.Clamp(Math.Round(meanTokens + meanTokens / 4.0 * Gaussian(rng)), Math.Max(2, meanTokens / 4), 2 * meanTokens)).ToArray();
+        var latencies = new double[requests];
+        var before = engine.Metrics;
+        var clock = Stopwatch.StartNew();
+        var tasks = lengths.Select((n, i) => Task.Run(async () =>
+        {
+            double first = -1, last = 0;
+            int count = 0;
+            await foreach (var t in engine.GenerateAsync([eos], Greedy(n)))
+            {
+                if (t.Id < 0) continue;
+                double now = clock.Elapsed.TotalSeconds;
+                if (first < 0) first = now;
+                last = now;
+                count++;
+            }
+            latencies[i] = count > 1 ? (last - first) / (count - 1) * 1000 : 0;
+        })).ToArray();
+        Task.WhenAll(tasks).GetAwaiter().GetResult();
+        double seconds = clock.Elapsed.TotalSeconds;
+        var after = engine.Metrics;
+        long tokens = after.TokensGenerated - before.TokensGenerated;
+        var depthCounts = after.TokensPerExitDepth.Select((c, d) => (c - before.TokensPerExitDepth[d], d)).ToArray();
+        double meanDepth = depthCounts.Sum(x => x.Item1) > 0 ? depthCounts.Sum(x => (double)x.Item1 * x.d) / depthCounts.Sum(x => x.Item1) : 0;
+        var acc = ModelAccounting.Compute(v.Config, context);
+        double blockBatch = engine.RecursionSteps > 0 ? (double)engine.RecursionTokens / engine.RecursionSteps : 0;
+        return new Result(v.Name, batch, label, tokens, seconds, tokens / seconds, Percentile(latencies, 0.5), meanDepth,
+            acc.KvBytesPerTokenFp32, acc.TotalParams * 4.0, blockBatch);
+    }
+
+    private static GenerationOptions Greedy(int n) => new() { MaxTokens = n, Sampling = SamplingOptions.Greedy, StopTokenIds = [] };
+
+    /// <summary>Parameters + KV cache (fp32) of <paramref name="batch"/> sequences of <paramref name="context"/> tokens.</summary>
+    private static double Memory(ModelConfig c, int batch, int context)
+    {
+        var a = ModelAccounting.Compute(c, context);
+        return a.TotalParams * 4.0 + batch * (double)context * a.KvBytesPerTokenFp32;
+    }
+
+    private static int MaxBatch(ModelConfig c, double budget, int context)
+    {
+        var a = ModelAccounting.Compute(c, context);
+        return Math.Max(1, (int)Math.Floor((budget - a.TotalParams * 4.0) / (context * a.KvBytesPerTokenFp32)));
+    }
+
+    /// <summary>The benchmark shapes (vocab 49152, tied, as the llama.cpp reference runs); MoR = expert-choice Middle-Cycle.</summary>
+    private static ModelConfig Shape(string shape, int? nr, int context, int? vanillaLayers = null)
+    {
+        (int d, int ffn, int heads, int kv, int layers) = shape == "micro" ? (256, 768, 4, 4, 8) : (576, 1536, 9, 3, 30);
+        int depth = vanillaLayers ?? layers;
+        MoRConfig? mor = null;
+        if (nr is int n)
+        {
+            int block = Math.Max(1, (int)Math.Round((layers - 2) / (double)n));
+            depth = 1 + block * n + 1;
+            mor = new MoRConfig
+            {
+                NumRecursion = n, Sharing = "middle_cycle", Routing = "expert", RouterArch = "linear", RouterFunc = "sigmoid",
+                Alpha = 0.1, AuxLoss = "bce", KvCache = "recursion_wise",
+            };
+        }
+        return new ModelConfig
+        {
+            HiddenSize = d, IntermediateSize = ffn, NumHiddenLayers = depth, NumAttentionHeads = heads, NumKeyValueHeads = kv,
+            VocabSize = 49152, MaxPositionEmbeddings = context, TieWordEmbeddings = true, InitializerRange = 0.02, MoR = mor,
+        };
+    }
+
+    private static void Print(List<Result> results, List<Variant> variants, string shape, string exit, int meanTokens, TextWriter stdout, bool json)
+    {
+        double Ratio(Result r)
+        {
+            var v = variants.First(x => x.Name == r.Model);
+            var baseRow = results.FirstOrDefault(x => x.Model == v.Baseline && (x.BatchLabel == r.BatchLabel || (r.BatchLabel.StartsWith("max") && x.BatchLabel.StartsWith("max"))));
+            return baseRow is null ? double.NaN : r.TokensPerSecond / baseRow.TokensPerSecond;
+        }
+        if (json)
+        {
+            var arr = new JsonArray(results.Select(r => (JsonNode)new JsonObject
+            {
+                ["model"] = r.Model, ["batch"] = r.Batch, ["batch_setting"] = r.BatchLabel, ["tokens"] = r.Tokens, ["seconds"] = r.Seconds,
+                ["tokens_per_second"] = r.TokensPerSecond, ["ratio_to_vanilla"] = Ratio(r), ["p50_token_latency_ms"] = r.P50LatencyMs,
+                ["mean_depth"] = r.MeanDepth, ["kv_bytes_per_token"] = r.KvBytesPerTokenAccounting, ["param_bytes"] = r.ParamBytes,
+                ["mean_shared_block_batch"] = r.SharedBlockBatch,
+            }).ToArray());
+            stdout.WriteLine(new JsonObject { ["shape"] = shape, ["exit"] = exit, ["mean_tokens"] = meanTokens, ["results"] = arr }
+                .ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            return;
+        }
+        var t = new ConsoleTable("model", "batch", "tokens/s", "× vanilla", "p50 ms/token", "mean depth", "block batch", "KV bytes/token");
+        foreach (var r in results.OrderBy(r => r.BatchLabel.StartsWith("max") ? int.MaxValue : r.Batch).ThenBy(r => variants.FindIndex(v => v.Name == r.Model)))
+            t.AddRow(r.Model, r.BatchLabel, r.TokensPerSecond.ToString("F1", CultureInfo.InvariantCulture),
+                double.IsNaN(Ratio(r)) ? "" : Ratio(r).ToString("F2", CultureInfo.InvariantCulture),
+                r.P50LatencyMs.ToString("F1", CultureInfo.InvariantCulture), r.MeanDepth.ToString("F2", CultureInfo.InvariantCulture),
+                r.SharedBlockBatch > 0 ? r.SharedBlockBatch.ToString("F1", CultureInfo.InvariantCulture) : "",
+                Fmt.Bytes((long)r.KvBytesPerTokenAccounting));
+        stdout.WriteLine(t.ToText());
+        stdout.WriteLine($"shape {shape}; random weights; MoR exits {(exit == "router" ? "decided by the (random) routers" : "drawn uniformly over 1..N_r (the default capacities)")}; " +
+                         $"prompts = one token, ~{meanTokens} new tokens each; tokens/s = generated tokens / wall time of the whole batch run.");
+    }
+
+    private static Result Median(List<Result> rs)
+    {
+        var sorted = rs.OrderBy(r => r.TokensPerSecond).ToList();
+        return sorted[sorted.Count / 2];
+    }
+
+    private static double Percentile(double[] xs, double q)
+    {
+        var s = xs.Where(x => x > 0).OrderBy(x => x).ToArray();
+        return s.Length == 0 ? 0 : s[(int)Math.Min(s.Length - 1, Math.Floor(q * s.Length))];
+    }
+
+    private static double Gaussian(Random rng) =>
+        Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
+
+    private static int[] IntList(string s, string option)
+    {
+        try
+        {
+            var list = s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(x => int.Parse(x, CultureInfo.InvariantCulture)).ToArray();
+            if (list.Length == 0 || list.Any(x => x < 1)) throw new FormatException();
+            return list;
+        }
+        catch (FormatException) { throw new UsageException($"{option}: expected a comma-separated list of positive integers, got '{s}'"); }
+    }
+
+    /// <summary>A tokenizer for benchmarks over random weights: ids only, every token's text is empty.</summary>
+    private sealed class IdsOnlyTokenizer(int vocab) : ITokenizer
+    {
+        public string Name => "ids";
+        public int VocabSize => vocab;
+        public int? EosId => null;
+        public int? BosId => null;
+        public int[] Encode(string text) => throw new NotSupportedException("the benchmark tokenizer has no text");
+        public string Decode(ReadOnlySpan<int> ids) => "";
+        public string DecodeToken(int id) => "";
+        public void SaveTo(string directory) => throw new NotSupportedException("the benchmark tokenizer is not saved");
+    }
+}
