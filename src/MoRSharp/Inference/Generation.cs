@@ -61,13 +61,21 @@ public static class GenerationServiceExtensions
         CancellationToken cancel = default) => service.GenerateAsync(service.Tokenizer.Encode(prompt), options, cancel);
 
     /// <summary>The whole continuation as text, with the depths of its tokens and the finish reason.</summary>
-    public static async Task<(string text, List<GeneratedToken> tokens, FinishReason finish)> CompleteAsync(this IGenerationService service,
-        IReadOnlyList<int> promptIds, GenerationOptions options, CancellationToken cancel = default)
+    public static Task<(string text, List<GeneratedToken> tokens, FinishReason finish)> CompleteAsync(this IGenerationService service,
+        IReadOnlyList<int> promptIds, GenerationOptions options, CancellationToken cancel = default) =>
+        Collect(service.GenerateAsync(promptIds, options, cancel));
+
+    /// <summary>As <see cref="CompleteAsync(IGenerationService, IReadOnlyList{int}, GenerationOptions, CancellationToken)"/>, continuing a conversation's cached session.</summary>
+    public static Task<(string text, List<GeneratedToken> tokens, FinishReason finish)> CompleteAsync(this TextGenerator generator,
+        IReadOnlyList<int> promptIds, GenerationOptions options, TextGenerator.Session session, CancellationToken cancel = default) =>
+        Collect(generator.GenerateAsync(promptIds, options, session, cancel));
+
+    private static async Task<(string text, List<GeneratedToken> tokens, FinishReason finish)> Collect(IAsyncEnumerable<GeneratedToken> stream)
     {
         var tokens = new List<GeneratedToken>();
         var text = new System.Text.StringBuilder();
         FinishReason finish = FinishReason.Length;
-        await foreach (var t in service.GenerateAsync(promptIds, options, cancel))
+        await foreach (var t in stream)
         {
             text.Append(t.Text);
             if (t.Id >= 0) tokens.Add(t);

@@ -66,3 +66,28 @@ public class TextGeneratorTests
         Assert.Equal(3, n);
     }
 }
+
+public class ChatSessionTests
+{
+    [Fact]
+    public async Task A_session_reuses_the_cached_prefix_and_generates_the_same_tokens()
+    {
+        using var model = BatchingEngineTests.Build("token", "middle_cycle", "recursion_wise", 54);
+        var tok = TokenizerFactory.Bytes();
+        using var gen = new TextGenerator(model, tok);
+        var greedy = new GenerationOptions { MaxTokens = 5, Sampling = SamplingOptions.Greedy, StopTokenIds = [] };
+        using var session = gen.CreateSession();
+        var first = tok.Encode("User: hi\nAssistant:");
+        var (_, reply, _) = await gen.CompleteAsync(first, greedy, session);
+        Assert.Equal(0, session.ReusedTokens);
+        // the next turn extends what was cached (prompt + all but the last generated token)
+        var second = first.Concat(reply.Select(t => t.Id)).Concat(tok.Encode("\nUser: more\nAssistant:")).ToArray();
+        var (_, withSession, _) = await gen.CompleteAsync(second, greedy, session);
+        Assert.Equal(first.Length + reply.Count - 1, session.ReusedTokens);
+        var (_, fresh, _) = await gen.CompleteAsync(second, greedy);
+        Assert.Equal(fresh.Select(t => (t.Id, t.Depth)), withSession.Select(t => (t.Id, t.Depth)));
+        // a prompt that does not extend the cache starts over
+        await gen.CompleteAsync(tok.Encode("something else"), greedy, session);
+        Assert.Equal(0, session.ReusedTokens);
+    }
+}

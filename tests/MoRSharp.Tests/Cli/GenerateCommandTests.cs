@@ -1,0 +1,117 @@
+using System.Text.Json;
+using MoRSharp.Cli.Commands;
+using MoRSharp.Data.Tokenizers;
+using MoRSharp.Tests.Inference;
+using MoRSharp.Training;
+
+namespace MoRSharp.Tests.Cli;
+
+/// <summary>mor generate / chat / bench generate end to end on a tiny model folder.</summary>
+public class GenerateCommandTests : IDisposable
+{
+    private readonly string dir = Path.Combine(Path.GetTempPath(), "mor-gen-" + Guid.NewGuid().ToString("N"));
+
+    public GenerateCommandTests()
+    {
+        using var model = BatchingEngineTests.Build("expert", "middle_cycle", "recursion_wise", 61, context: 64);
+        var tok = TokenizerFactory.Bytes();
+        Checkpoint.WriteModelFolder(dir, model, tok.SaveTo);
+    }
+
+    public void Dispose()
+    {
+        if (Directory.Exists(dir)) Directory.Delete(dir, true);
+    }
+
+    [Fact]
+    public void Json_output_has_one_depth_per_token_and_greedy_is_reproducible()
+    {
+        var (code, stdout, stderr) = CliRunner.Run("generate", "--model", dir, "--prompt", "ab", "--max-tokens", "6", "--temperature", "0", "--json");
+        Assert.True(code == 0, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        var root = doc.RootElement;
+        Assert.Equal(2, root.GetProperty("prompt_tokens").GetInt32());
+        int n = root.GetProperty("tokens").GetArrayLength();
+        Assert.InRange(n, 1, 6);
+        Assert.Equal(n, root.GetProperty("depths").GetArrayLength());
+        Assert.All(root.GetProperty("depths").EnumerateArray(), d => Assert.InRange(d.GetInt32(), 0, 3));
+        var again = CliRunner.Run("generate", "--model", dir, "--prompt", "ab", "--max-tokens", "6", "--temperature", "0", "--json");
+        using var doc2 = JsonDocument.Parse(again.Out);
+        Assert.Equal(root.GetProperty("tokens").ToString(), doc2.RootElement.GetProperty("tokens").ToString());
+    }
+
+    [Fact]
+    public void Show_depth_colours_tokens_and_html_page_is_written()
+    {
+        string html = Path.Combine(dir, "depth.html");
+        var (code, stdout, stderr) = CliRunner.Run("generate", "--model", dir, "--prompt", "hello", "--max-tokens", "5", "--seed", "3", "--show-depth", "--html", html);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("\u001b[48;5;", stdout);
+        Assert.Contains("depth:", stdout);
+        Assert.Contains("mean depth", stderr);
+        Assert.Contains("<span", File.ReadAllText(html));
+    }
+
+    [Theory]
+    [InlineData("--top-p", "1.5", "--top-p")]
+    [InlineData("--temperature", "-1", "--temperature")]
+    [InlineData("--max-tokens", "0", "--max-tokens")]
+    public void Invalid_sampling_values_are_usage_errors(string option, string value, string named)
+    {
+        var (code, _, stderr) = CliRunner.Run("generate", "--model", dir, "--prompt", "x", option, value);
+        Assert.Equal(2, code);
+        Assert.Contains(named, stderr);
+    }
+
+    [Fact]
+    public void Prompt_longer_than_the_context_is_refused_or_truncated()
+    {
+        string prompt = new('a', 80);
+        var (code, _, stderr) = CliRunner.Run("generate", "--model", dir, "--prompt", prompt, "--max-tokens", "2");
+        Assert.Equal(1, code);
+        Assert.Contains("do not fit the context of 64", stderr);
+        var ok = CliRunner.Run("generate", "--model", dir, "--prompt", prompt, "--max-tokens", "2", "--truncate-prompt", "--json");
+        Assert.True(ok.Code == 0, ok.Err);
+    }
+
+    [Fact]
+    public void Missing_model_files_are_named()
+    {
+        string empty = Path.Combine(dir, "empty");
+        Directory.CreateDirectory(empty);
+        var (code, _, stderr) = CliRunner.Run("generate", "--model", empty, "--prompt", "x");
+        Assert.Equal(1, code);
+        Assert.Contains("missing config.json", stderr);
+    }
+
+    [Fact]
+    public void Chat_answers_each_line_until_exit()
+    {
+        var saved = ChatCommand.Input;
+        try
+        {
+            ChatCommand.Input = new StringReader("hello\n/system be brief\nhow are you\n/exit\nnot read\n");
+            var (code, stdout, stderr) = CliRunner.Run("chat", "--model", dir, "--max-tokens", "4", "--temperature", "0");
+            Assert.True(code == 0, stderr);
+            Assert.Contains("(system message set)", stdout);
+            Assert.Contains("plain format", stderr);
+        }
+        finally { ChatCommand.Input = saved; }
+    }
+
+    [Fact]
+    public void Bench_generate_reports_every_model_and_batch_setting()
+    {
+        var (code, stdout, stderr) = CliRunner.Run("bench", "generate", "--recursions", "2", "--batches", "2", "--max-batch-at", "2",
+            "--tokens", "3", "--requests-per-row", "1", "--json");
+        Assert.True(code == 0, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        var results = doc.RootElement.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal(4, results.Count);                       // vanilla and MoR-2, at batch 2 and at the memory-budget max
+        var mor = results.First(r => r.GetProperty("model").GetString()!.StartsWith("MoR-2") && r.GetProperty("batch_setting").GetString()!.StartsWith("max"));
+        var van = results.First(r => r.GetProperty("model").GetString()!.StartsWith("vanilla") && r.GetProperty("batch_setting").GetString()!.StartsWith("max"));
+        Assert.True(mor.GetProperty("batch").GetInt32() > van.GetProperty("batch").GetInt32(), "MoR's smaller KV cache should fit a larger batch");
+        Assert.True(mor.GetProperty("kv_bytes_per_token").GetDouble() < van.GetProperty("kv_bytes_per_token").GetDouble());
+        Assert.All(results, r => Assert.True(r.GetProperty("tokens_per_second").GetDouble() > 0));
+    }
+}
