@@ -34,6 +34,7 @@ public sealed class BenchGenerateCommand : ICommand
         new("--exit", "uniform|router", "MoR exit depths: uniform over 1..N_r (= the default capacities N_r/N_r … 1/N_r; default), or the random routers' own decisions"),
         new("--rounds", "R", "repeat the whole interleaved sweep R times and report the median (default 1)"),
         new("--seed", "S", "seed of weights, lengths and exit draws (default 1)"),
+        new("--soak", "N", "instead: generate N tokens in a loop (MoR-3, batch 8, rows refilled) and print resident memory every N/10 tokens"),
         new("--threads", "N", "torch threads (default: all cores)"),
         new("--json", null, "print JSON"),
     ];
@@ -58,6 +59,7 @@ public sealed class BenchGenerateCommand : ICommand
         if (exit is not ("uniform" or "router")) throw new UsageException($"--exit: expected uniform or router, got '{exit}'");
         TorchRuntime.Initialize(o.GetInt("--threads", 1));
         int context = Math.Min(2048, 2 * meanTokens + 8);
+        if (o.GetInt("--soak", 100) is int soak) return Soak(shape, soak, meanTokens, context, seed, stdout, stderr);
 
         // Models: each MoR-N_r against a vanilla model with the same unrolled depth (the paper compares MoR-4 with a 34-layer vanilla).
         var variants = new List<Variant>();
@@ -146,6 +148,35 @@ public sealed class BenchGenerateCommand : ICommand
         double blockBatch = engine.RecursionSteps > 0 ? (double)engine.RecursionTokens / engine.RecursionSteps : 0;
         return new Result(v.Name, batch, label, tokens, seconds, tokens / seconds, Percentile(latencies, 0.5), meanDepth,
             acc.KvBytesPerTokenFp32, acc.TotalParams * 4.0, blockBatch);
+    }
+
+    /// <summary>Generates <paramref name="total"/> tokens through the engine and reports resident memory along the way.</summary>
+    private static int Soak(string shape, int total, int meanTokens, int context, int seed, TextWriter stdout, TextWriter stderr)
+    {
+        var config = Shape(shape, 3, context);
+        using var model = new MoRForCausalLM(config, seed);
+        using var engine = new BatchingEngine(model, new IdsOnlyTokenizer(config.VocabSize),
+            new EngineOptions { MaxBatch = 8, ContextLength = context, ForcedDepthDistribution = [1, 1, 1], ForcedDepthSeed = seed });
+        var table = new ConsoleTable("tokens", "RSS", "tokens/s");
+        var options = new GenerationOptions { MaxTokens = meanTokens, Sampling = new SamplingOptions { Seed = seed }, StopTokenIds = [] };
+        long next = 0, step = Math.Max(1, total / 10);
+        var clock = Stopwatch.StartNew();
+        using (var bar = new ProgressBar("soak", total, stderr))
+        while (engine.Metrics.TokensGenerated < total)
+        {
+            Task.WhenAll(Enumerable.Range(0, 16).Select(_ => engine.CompleteAsync([0], options))).GetAwaiter().GetResult();
+            long done = engine.Metrics.TokensGenerated;
+            bar.Report(Math.Min(done, total));
+            if (done >= next)
+            {
+                GC.Collect();
+                table.AddRow(done, Fmt.Bytes(ResourceUsage.CurrentRssBytes()), (done / clock.Elapsed.TotalSeconds).ToString("F1", CultureInfo.InvariantCulture));
+                next += step;
+            }
+        }
+        stdout.WriteLine(table.ToText());
+        stdout.WriteLine($"MoR-3 ({config.NumHiddenLayers}L, {shape}), batch 8, {meanTokens} tokens per request, rows refilled from the queue.");
+        return CommandLine.ExitOk;
     }
 
     private static GenerationOptions Greedy(int n) => new() { MaxTokens = n, Sampling = SamplingOptions.Greedy, StopTokenIds = [] };
