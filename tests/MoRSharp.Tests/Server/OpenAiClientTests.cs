@@ -114,7 +114,7 @@ public class OpenAiClientTests(TinyModelFixture tiny)
         Assert.Equal(tokens.Count, (int?)json["usage"]!["completion_tokens"]);
         Assert.Equal(tokens.Count, json["mor_depths"]!.AsArray().Count);
 
-        using var http = new HttpClient();
+        using var http = ServerTestUtil.Http();
         var (status, echoed) = await ServerTestUtil.Post(http, server.Address, "v1/completions",
             """{"model":"tiny","prompt":[[84,104,101,32]],"max_tokens":10,"temperature":0,"echo":true}""");   // "The " as token ids
         Assert.Equal(200, status);

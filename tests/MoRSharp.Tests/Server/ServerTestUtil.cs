@@ -44,6 +44,9 @@ public static class ServerTestUtil
     public static Task<MoRServer> Start(IGenerationService service, ServerOptions? options = null) =>
         MoRServer.StartAsync(service, (options ?? new ServerOptions()) with { Port = 0, ModelId = TinyModelFixture.ModelId });
 
+    /// <summary>An HttpClient that gives up after 30 s (a hung request fails the test instead of stalling the suite).</summary>
+    public static HttpClient Http() => new() { Timeout = TimeSpan.FromSeconds(30) };
+
     public static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
 
     public static async Task<(int status, JsonNode? body)> Post(HttpClient http, Uri server, string path, string json)
