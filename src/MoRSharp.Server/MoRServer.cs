@@ -40,6 +40,7 @@ public sealed class MoRServer : IAsyncDisposable
     private readonly OpenAiRequests parser;
     private readonly byte[]? keyHash;
     private readonly long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+    private readonly int maxTokens;   // the largest max_tokens a request may ask for, and the default of chat requests
 
     public Uri Address { get; private set; } = null!;
     public ServerMetrics Metrics { get; } = new();
@@ -49,8 +50,9 @@ public sealed class MoRServer : IAsyncDisposable
         options.Validate();
         this.service = service;
         this.options = options;
-        int maxTokens = Math.Min(options.MaxTokensLimit ?? service.ContextLength, service.ContextLength);
-        chat = new MoRChatClient(service, formatter, new MoRChatClientOptions { ModelId = options.ModelId, MaxPromptTokens = options.MaxPromptTokens });
+        maxTokens = Math.Min(options.MaxTokensLimit ?? service.ContextLength, service.ContextLength);
+        chat = new MoRChatClient(service, formatter, new MoRChatClientOptions
+            { ModelId = options.ModelId, MaxPromptTokens = options.MaxPromptTokens, DefaultMaxOutputTokens = maxTokens });
         parser = new OpenAiRequests(options.ModelId, maxTokens);
         keyHash = options.ApiKey is null ? null : SHA256.HashData(Encoding.UTF8.GetBytes(options.ApiKey));
 
@@ -253,7 +255,7 @@ public sealed class MoRServer : IAsyncDisposable
         int[] prompt = request.PromptIds ?? tokenizer.Encode(request.PromptText!);
         if (request.PromptIds is null && tokenizer.BosId is { } bos) prompt = [bos, .. prompt];
         chat.CheckPromptLength(prompt.Length, "prompt");
-        var generation = MoRChatClient.ToGenerationOptions(request.Options, [], defaultMaxTokens: 16);   // OpenAI's default for completions
+        var generation = MoRChatClient.ToGenerationOptions(request.Options, [], defaultMaxTokens: Math.Min(16, maxTokens));   // OpenAI's default: 16
         string id = "cmpl-" + Guid.NewGuid().ToString("N")[..24];
         long createdAt = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         string echo = request.Echo ? request.PromptText ?? tokenizer.Decode(request.PromptIds) : "";

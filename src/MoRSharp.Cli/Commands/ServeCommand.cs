@@ -75,7 +75,7 @@ public sealed class ServeCommand : ICommand
         // Until then the single-sequence generator serves one request at a time behind a bounded queue.
         using var generator = new TextGenerator(model, tokenizer, context);
         IGenerationService service = new QueueLimiter(generator, maxActive: 1, maxQueue);
-        if (maxBatch > 1)
+        if (o.Has("--max-batch") && maxBatch > 1)
             stderr.WriteLine($"note: --max-batch {maxBatch} has no effect yet: the single-sequence generator runs one request at a time");
 
         var server = MoRServer.StartAsync(service, serverOptions, cancel: stop).GetAwaiter().GetResult();

@@ -15,7 +15,7 @@ public class ServeCommandTests(TinyModelFixture tiny)
     public async Task Serve_loads_the_folder_answers_and_stops()
     {
         var command = new ServeCommand();
-        var options = CommandLine.Parse(command, ["--model", tiny.Dir, "--port", "0", "--api-key", "k1", "--max-queue", "2"]);
+        var options = CommandLine.Parse(command, ["--model", tiny.Dir, "--port", "0", "--api-key", "k1", "--max-queue", "2", "--max-batch", "4"]);
         var stdout = new StringWriter();
         var stderr = new StringWriter();
         using var stop = new CancellationTokenSource();
@@ -39,7 +39,7 @@ public class ServeCommandTests(TinyModelFixture tiny)
         Assert.Contains($"serving 'tiny'", stdout.ToString());
         Assert.Contains(uri.ToString(), stdout.ToString());
         Assert.EndsWith("stopped" + Environment.NewLine, stdout.ToString());
-        Assert.Contains("--max-batch 8 has no effect yet", stderr.ToString());
+        Assert.Contains("--max-batch 4 has no effect yet", stderr.ToString());
     }
 
     [Theory]

@@ -130,6 +130,18 @@ public class ServerSafetyTests(TinyModelFixture tiny)
     }
 
     [Fact]
+    public async Task Without_max_tokens_chat_gets_the_server_limit_and_completions_get_16()
+    {
+        var fake = new FakeService { ContextLength = 64 };
+        await using var server = await ServerTestUtil.Start(fake, new ServerOptions { MaxTokensLimit = 20 });
+        using var http = ServerTestUtil.Http();
+        Assert.Equal(200, (await ServerTestUtil.Post(http, server.Address, "v1/chat/completions", Q("{'model':'tiny'," + Hi + "}"))).status);
+        Assert.Equal(200, (await ServerTestUtil.Post(http, server.Address, "v1/completions", Q("{'model':'tiny','prompt':'x'}"))).status);
+        Assert.Equal(400, (await ServerTestUtil.Post(http, server.Address, "v1/completions", Q("{'model':'tiny','prompt':'x','max_tokens':21}"))).status);
+        Assert.Equal([20, 16], fake.Calls.Select(c => c.options.MaxTokens));
+    }
+
+    [Fact]
     public async Task Oversized_bodies_get_413()
     {
         await using var server = await ServerTestUtil.Start(tiny.Generator, new ServerOptions { MaxBodyBytes = 4096 });
