@@ -40,6 +40,8 @@ public sealed class MoRServer : IAsyncDisposable
     private readonly OpenAiRequests parser;
     private readonly byte[]? keyHash;
     private readonly long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+    /// <summary>Relaxed escaping: API output is JSON, never embedded in HTML, so quotes and non-ASCII text stay readable.</summary>
+    private static readonly JsonSerializerOptions Json = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     private readonly int maxTokens;   // the largest max_tokens a request may ask for, and the default of chat requests
 
     public Uri Address { get; private set; } = null!;
@@ -128,11 +130,11 @@ public sealed class MoRServer : IAsyncDisposable
         {
             ["object"] = "list",
             ["data"] = new JsonArray(ModelJson()),
-        }.ToJsonString(), "application/json"));
+        }.ToJsonString(Json), "application/json"));
         web.MapGet("/v1/models/{id}", (HttpContext ctx, string id) => id == options.ModelId
-            ? Results.Text(ModelJson().ToJsonString(), "application/json")
+            ? Results.Text(ModelJson().ToJsonString(Json), "application/json")
             : Results.Text(new ApiException(404, $"model: '{id}' is not served here; this server serves '{options.ModelId}'",
-                param: "model", code: "model_not_found").ToJson().ToJsonString(), "application/json", statusCode: 404));
+                param: "model", code: "model_not_found").ToJson().ToJsonString(Json), "application/json", statusCode: 404));
         web.MapPost("/v1/chat/completions", ctx => Handle(ctx, "messages", stopping, ChatCompletion));
         web.MapPost("/v1/completions", ctx => Handle(ctx, "prompt", stopping, Completion));
         web.MapFallback(ctx => WriteError(ctx, new ApiException(404, $"unknown path {ctx.Request.Method} {ctx.Request.Path}; " +
@@ -177,7 +179,7 @@ public sealed class MoRServer : IAsyncDisposable
             try
             {
                 if (!ctx.Response.HasStarted) await WriteError(ctx, error);
-                else await WriteEvent(ctx, error.ToJson().ToJsonString(), CancellationToken.None);
+                else await WriteEvent(ctx, error.ToJson().ToJsonString(Json), CancellationToken.None);
             }
             catch (Exception) when (ctx.RequestAborted.IsCancellationRequested) { }
         }
@@ -230,21 +232,21 @@ public sealed class MoRServer : IAsyncDisposable
             ["choices"] = new JsonArray(new JsonObject { ["index"] = 0, ["delta"] = delta, ["logprobs"] = null, ["finish_reason"] = finish }),
         };
         StartEvents(ctx);
-        await WriteEvent(ctx, Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null).ToJsonString(), cancel);
+        await WriteEvent(ctx, Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null).ToJsonString(Json), cancel);
         UsageDetails? usage = null;
         for (; more; more = await updates.MoveNextAsync())
         {
             var u = updates.Current;
-            if (u.Text.Length > 0) await WriteEvent(ctx, Chunk(new JsonObject { ["content"] = u.Text }, null).ToJsonString(), cancel);
+            if (u.Text.Length > 0) await WriteEvent(ctx, Chunk(new JsonObject { ["content"] = u.Text }, null).ToJsonString(Json), cancel);
             usage = u.Contents.OfType<UsageContent>().FirstOrDefault()?.Details ?? usage;
-            if (u.FinishReason is { } f) await WriteEvent(ctx, Chunk(new JsonObject(), Finish(f)).ToJsonString(), cancel);
+            if (u.FinishReason is { } f) await WriteEvent(ctx, Chunk(new JsonObject(), Finish(f)).ToJsonString(Json), cancel);
         }
         if (request.IncludeUsage)
             await WriteEvent(ctx, new JsonObject
             {
                 ["id"] = first.ResponseId, ["object"] = "chat.completion.chunk", ["created"] = createdAt, ["model"] = options.ModelId,
                 ["choices"] = new JsonArray(), ["usage"] = Usage(usage),
-            }.ToJsonString(), cancel);
+            }.ToJsonString(Json), cancel);
         await WriteEvent(ctx, "[DONE]", cancel);
     }
 
@@ -278,20 +280,20 @@ public sealed class MoRServer : IAsyncDisposable
         await using var tokensOut = service.GenerateAsync(prompt, generation, cancel).GetAsyncEnumerator(cancel);
         bool more = await tokensOut.MoveNextAsync();
         StartEvents(ctx);
-        if (echo.Length > 0) await WriteEvent(ctx, Response(echo, null, null).ToJsonString(), cancel);
+        if (echo.Length > 0) await WriteEvent(ctx, Response(echo, null, null).ToJsonString(Json), cancel);
         int generated = 0;
         for (; more; more = await tokensOut.MoveNextAsync())
         {
             var t = tokensOut.Current;
             if (t.Id >= 0) generated++;
             if (t.Text.Length > 0 || t.Finish is not null)
-                await WriteEvent(ctx, Response(t.Text, t.Finish is { } f ? Finish(f) : null, null).ToJsonString(), cancel);
+                await WriteEvent(ctx, Response(t.Text, t.Finish is { } f ? Finish(f) : null, null).ToJsonString(Json), cancel);
         }
         if (request.IncludeUsage)
         {
             var last = Response("", null, Usage(prompt.Length, generated));
             last["choices"] = new JsonArray();
-            await WriteEvent(ctx, last.ToJsonString(), cancel);
+            await WriteEvent(ctx, last.ToJsonString(Json), cancel);
         }
         await WriteEvent(ctx, "[DONE]", cancel);
     }
@@ -307,7 +309,7 @@ public sealed class MoRServer : IAsyncDisposable
     private static async Task WriteJson(HttpContext ctx, JsonObject json, CancellationToken cancel)
     {
         ctx.Response.ContentType = "application/json";
-        await ctx.Response.WriteAsync(json.ToJsonString(), cancel);
+        await ctx.Response.WriteAsync(json.ToJsonString(Json), cancel);
     }
 
     private static Task WriteError(HttpContext ctx, ApiException e)
@@ -315,7 +317,7 @@ public sealed class MoRServer : IAsyncDisposable
         ctx.Response.StatusCode = e.Status;
         if (e.Status == StatusCodes.Status429TooManyRequests) ctx.Response.Headers.RetryAfter = "1";
         ctx.Response.ContentType = "application/json";
-        return ctx.Response.WriteAsync(e.ToJson().ToJsonString());
+        return ctx.Response.WriteAsync(e.ToJson().ToJsonString(Json));
     }
 
     private static void StartEvents(HttpContext ctx)
