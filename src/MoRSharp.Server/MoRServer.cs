@@ -65,7 +65,7 @@ public sealed class MoRServer : IAsyncDisposable
         builder.WebHost.UseKestrel(k =>
         {
             k.Listen(options.BindAddress(), options.Port);
-            k.Limits.MaxRequestBodySize = options.MaxBodyBytes;
+            k.Limits.MaxRequestBodySize = DrainLimit;   // ReadBody enforces MaxBodyBytes itself
             k.AddServerHeader = false;
         });
         app = builder.Build();
@@ -185,15 +185,35 @@ public sealed class MoRServer : IAsyncDisposable
         }
     }
 
+    /// <summary>Reads the body (at most <see cref="ServerOptions.MaxBodyBytes"/>) as a JSON object. A larger body is still read
+    /// to its end, up to <see cref="DrainLimit"/>, before the 413 goes out: answering while the client is still sending makes
+    /// the socket close with unread data, and the TCP reset that follows can destroy the response before the client reads it.</summary>
     private async Task<JsonObject> ReadBody(HttpContext ctx, CancellationToken cancel)
     {
-        if (ctx.Request.ContentLength > options.MaxBodyBytes) throw TooLarge(ctx.Request.ContentLength.Value);
-        JsonNode? node;
-        try { node = await JsonNode.ParseAsync(ctx.Request.Body, cancellationToken: cancel); }
+        long limit = options.MaxBodyBytes, drain = DrainLimit;
+        if (ctx.Request.ContentLength > drain) throw TooLarge(ctx.Request.ContentLength);      // too large to drain: answer now
+        var body = new MemoryStream();
+        var buffer = new byte[16 * 1024];
+        long total = 0;
+        try
+        {
+            for (int n; (n = await ctx.Request.Body.ReadAsync(buffer, cancel)) > 0;)
+            {
+                if (total + n <= limit) body.Write(buffer, 0, n);
+                total += n;
+            }
+        }
         catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge) { throw TooLarge(null); }
+        if (total > limit) throw TooLarge(total);
+        body.Position = 0;
+        JsonNode? node;
+        try { node = await JsonNode.ParseAsync(body, cancellationToken: cancel); }
         catch (JsonException e) { throw new ApiException(400, $"request body: not valid JSON ({e.Message})", code: "invalid_json"); }
         return node as JsonObject ?? throw new ApiException(400, "request body: expected a JSON object", code: "invalid_json");
     }
+
+    /// <summary>How much of an oversized body is read and dropped so that the 413 reaches the client (Kestrel's own limit).</summary>
+    private long DrainLimit => Math.Max(4 * options.MaxBodyBytes, 1 << 20);
 
     private ApiException TooLarge(long? length) =>
         new(413, $"request body: {(length is { } n ? $"{n} bytes" : "too large")}, more than the limit of {options.MaxBodyBytes} bytes",
