@@ -1,4 +1,5 @@
 using System.Globalization;
+using MoRSharp.Chat;
 using MoRSharp.Inference;
 using MoRSharp.Native;
 using MoRSharp.Reporting;
@@ -37,14 +38,19 @@ public sealed class ChatCommand : ICommand
         using var _ = model;
         using var generator = new TextGenerator(model, tokenizer);
         using var session = generator.CreateSession();
-        var format = ChatFormat.ForModelFolder(dir, tokenizer);
+        var format = ChatFormats.ForModelFolder(dir);
         options = options with { StopStrings = [.. options.StopStrings, .. format.StopStrings] };
-        var messages = new List<ChatMessage>();
-        if (o.Get("--system") is { } sys) messages.Add(new ChatMessage("system", sys));
+        int[] Encode(List<ChatTurn> turns)
+        {
+            var ids = tokenizer.Encode(format.Render(turns, addGenerationPrompt: true));
+            return tokenizer.BosId is { } bos ? [bos, .. ids] : ids;
+        }
+        var messages = new List<ChatTurn>();
+        if (o.Get("--system") is { } sys) messages.Add(new ChatTurn("system", sys));
         bool showDepth = o.Has("--show-depth");
         int maxDepth = Math.Max(1, model.Layout.Recursions.Length > 0 ? model.Layout.NumRecursion : 0);
         bool interactive = !Console.IsInputRedirected && ReferenceEquals(Input, Console.In);
-        stderr.WriteLine($"chat with {Path.GetFileName(Path.GetFullPath(dir))} ({format.Name} format); /reset, /system TEXT, /exit");
+        stderr.WriteLine($"chat with {Path.GetFileName(Path.GetFullPath(dir))} ({ChatFormats.Describe(format)}); /reset, /system TEXT, /exit");
 
         while (true)
         {
@@ -56,19 +62,19 @@ public sealed class ChatCommand : ICommand
             if (line.StartsWith("/system ", StringComparison.Ordinal))
             {
                 messages.RemoveAll(m => m.Role == "system");
-                messages.Insert(0, new ChatMessage("system", line[8..]));
+                messages.Insert(0, new ChatTurn("system", line[8..]));
                 stdout.WriteLine("(system message set)");
                 continue;
             }
             if (string.IsNullOrWhiteSpace(line)) continue;
-            messages.Add(new ChatMessage("user", line));
+            messages.Add(new ChatTurn("user", line));
 
-            var prompt = format.Encode(messages, addGenerationPrompt: true);
+            var prompt = Encode(messages);
             // Drop the oldest turns while the conversation does not leave room for a reply.
             while (prompt.Length + Math.Min(options.MaxTokens, 32) > generator.ContextLength && messages.Count(m => m.Role != "system") > 1)
             {
                 messages.RemoveAt(messages.FindIndex(m => m.Role != "system"));
-                prompt = format.Encode(messages, addGenerationPrompt: true);
+                prompt = Encode(messages);
             }
             var reply = new System.Text.StringBuilder();
             var pieces = new List<(string, int)>();
@@ -97,7 +103,7 @@ public sealed class ChatCommand : ICommand
             else stdout.WriteLine();
             if (session.ReusedTokens > 0 && CommandLine.DebugEnabled)
                 stderr.WriteLine($"[reused {session.ReusedTokens.ToString(CultureInfo.InvariantCulture)} cached tokens]");
-            messages.Add(new ChatMessage("assistant", reply.ToString().Trim()));
+            messages.Add(new ChatTurn("assistant", reply.ToString().Trim()));
         }
         return CommandLine.ExitOk;
     }

@@ -70,13 +70,10 @@ public sealed class ServeCommand : ICommand
         if (context > model.Config.MaxPositionEmbeddings)
             throw new UsageException($"--context: {context} is longer than the model's max_position_embeddings ({model.Config.MaxPositionEmbeddings})");
 
-        // The generation service. The continuous depth-wise batching engine plugs in here:
-        //   new BatchingEngine(model, tokenizer, new EngineOptions { MaxBatch = maxBatch, MaxQueue = maxQueue, ContextLength = context })
-        // Until then the single-sequence generator serves one request at a time behind a bounded queue.
-        using var generator = new TextGenerator(model, tokenizer, context);
-        IGenerationService service = new QueueLimiter(generator, maxActive: 1, maxQueue);
-        if (o.Has("--max-batch") && maxBatch > 1)
-            stderr.WriteLine($"note: --max-batch {maxBatch} has no effect yet: the single-sequence generator runs one request at a time");
+        // Every request goes through the continuous depth-wise batching engine: up to --max-batch sequences decode together,
+        // up to --max-queue more wait for a row, beyond that 429.
+        using var engine = new BatchingEngine(model, tokenizer, new EngineOptions { MaxBatch = maxBatch, MaxQueue = maxQueue, ContextLength = context });
+        IGenerationService service = engine;
 
         var server = MoRServer.StartAsync(service, serverOptions, cancel: stop).GetAwaiter().GetResult();
         try
@@ -85,7 +82,7 @@ public sealed class ServeCommand : ICommand
             if (exposed && serverOptions.ApiKey is null)
                 stderr.WriteLine($"warning: listening on {serverOptions.Host} without an API key: anyone who can reach this machine can use the model");
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"serving '{serverOptions.ModelId}' ({model.Config.VocabSize} tokens vocabulary, context {context}, queue {maxQueue}" +
+                $"serving '{serverOptions.ModelId}' ({model.Config.VocabSize} tokens vocabulary, context {context}, batch {maxBatch}, queue {maxQueue}" +
                 $"{(serverOptions.ApiKey is null ? "" : ", API key required")}) on {server.Address}"));
             stdout.WriteLine($"  {server.Address}v1/chat/completions · {server.Address}v1/completions · {server.Address}metrics — Ctrl+C stops");
             stdout.Flush();

@@ -46,3 +46,12 @@ public sealed class PlainChatFormatter : IChatFormatter
         return sb.ToString();
     }
 }
+
+/// <summary>Picks the chat format of a model folder.</summary>
+public static class ChatFormats
+{
+    /// <summary>The folder's own chat template where it has one, else <see cref="PlainChatFormatter"/>.</summary>
+    public static IChatFormatter ForModelFolder(string dir) => PlainChatFormatter.Instance;
+
+    public static string Describe(IChatFormatter f) => f is PlainChatFormatter ? "plain <|role|> format: the model has no chat template" : "the model's chat template";
+}

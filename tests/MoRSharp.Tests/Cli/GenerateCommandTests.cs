@@ -94,7 +94,7 @@ public class GenerateCommandTests : IDisposable
             var (code, stdout, stderr) = CliRunner.Run("chat", "--model", dir, "--max-tokens", "4", "--temperature", "0");
             Assert.True(code == 0, stderr);
             Assert.Contains("(system message set)", stdout);
-            Assert.Contains("plain format", stderr);
+            Assert.Contains("plain <|role|> format", stderr);
         }
         finally { ChatCommand.Input = saved; }
     }

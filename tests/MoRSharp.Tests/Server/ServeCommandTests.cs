@@ -39,7 +39,6 @@ public class ServeCommandTests(TinyModelFixture tiny)
         Assert.Contains($"serving 'tiny'", stdout.ToString());
         Assert.Contains(uri.ToString(), stdout.ToString());
         Assert.EndsWith("stopped" + Environment.NewLine, stdout.ToString());
-        Assert.Contains("--max-batch 4 has no effect yet", stderr.ToString());
     }
 
     [Theory]
