@@ -159,21 +159,34 @@ public static class HfModelFolder
             ["num_attention_heads"] = config.NumAttentionHeads,
             ["num_key_value_heads"] = config.NumKeyValueHeads,
             ["vocab_size"] = config.VocabSize,
-            ["rms_norm_eps"] = config.RmsNormEps,
-            ["rope_theta"] = config.RopeTheta,
+            ["rms_norm_eps"] = PyFloat(config.RmsNormEps),
+            ["rope_theta"] = PyFloat(config.RopeTheta),
             ["max_position_embeddings"] = config.MaxPositionEmbeddings,
             ["tie_word_embeddings"] = config.TieWordEmbeddings,
             ["hidden_act"] = config.HiddenAct,
             ["attention_bias"] = false,
             ["mlp_bias"] = false,
             ["rope_scaling"] = null,
-            ["initializer_range"] = config.InitializerRange,
+            ["initializer_range"] = PyFloat(config.InitializerRange),
             ["bos_token_id"] = config.BosTokenId,
             ["eos_token_id"] = eos,
             ["torch_dtype"] = TorchDTypeName(dtype),
         };
         if (config.MoR is not null) node["mor"] = JsonSerializer.SerializeToNode(config.MoR, ConfigJson.Options);
         return node.ToJsonString(ConfigJson.Options) + "\n";
+    }
+
+    /// <summary>A float written as Python's json writes it (1e-05, 10000.0), so exported configs read like Hugging Face's.</summary>
+    private static JsonNode PyFloat(double d)
+    {
+        string r = d.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+        if (r.Contains('E'))
+        {
+            var (mant, exp) = (r[..r.IndexOf('E')], int.Parse(r[(r.IndexOf('E') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+            r = $"{mant}e{(exp < 0 ? "-" : "+")}{Math.Abs(exp):D2}";
+        }
+        else if (!r.Contains('.')) r += ".0";
+        return JsonNode.Parse(r)!;
     }
 
     /// <summary>Writes <see cref="ConfigText"/> atomically.</summary>

@@ -42,7 +42,7 @@ public static class ModelWeights
         if (extra.Remove("lm_head.weight") && state.TryGetValue("model.embed_tokens.weight", out var embed) && !state.ContainsKey("lm_head.weight"))
         {
             using var head = file.Read("lm_head.weight", embed.dtype);
-            if (!head.shape.SequenceEqual(embed.shape) || !head.equal(embed).item<bool>())
+            if (!head.shape.SequenceEqual(embed.shape) || !head.eq(embed).all().item<bool>())
                 throw new SafeTensorsException($"{src}: tie_word_embeddings is true but lm_head.weight differs from model.embed_tokens.weight " +
                                                "(set \"tie_word_embeddings\": false in config.json for an untied model)");
         }

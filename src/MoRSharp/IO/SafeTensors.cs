@@ -108,6 +108,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 
     private (Dictionary<string, SafeTensorInfo>, Dictionary<string, string>, List<string>) ParseHeader(byte[] header, long dataLength)
     {
+        try { _ = StrictUtf8.GetCharCount(header); }
+        catch (System.Text.DecoderFallbackException) { throw Fail("header is not valid UTF-8"); }
         JsonDocument doc;
         try { doc = JsonDocument.Parse(header); }
         catch (JsonException e) { throw Fail($"header is not valid JSON ({e.Message})"); }
@@ -181,6 +183,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             if (p.Name is not ("dtype" or "shape" or "data_offsets")) throw Fail($"tensor '{name}': unknown field '{p.Name}'");
         return new SafeTensorInfo(name, dtype, shape.ToArray(), begin, end);
     }
+
+    private static readonly System.Text.UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     private static string Describe(JsonValueKind k) => MoRSharp.Config.ConfigJson.Describe(k);
     private static string Clip(string s) => s.Length > 60 ? s[..60] + "…" : s;
