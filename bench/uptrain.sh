@@ -10,9 +10,9 @@ OUT=${1:-runs/uptrain}
 SHARED=${MORSHARP_SHARED_DATA:-../shared/data}
 THREADS=${THREADS:-1}
 JOBS=${JOBS:-2}
-PRE_STEPS=${PRE_STEPS:-300}
-UP_STEPS=${UP_STEPS:-120}
-EVAL_BYTES=${EVAL_BYTES:-40000}
+PRE_STEPS=${PRE_STEPS:-150}
+UP_STEPS=${UP_STEPS:-60}
+EVAL_BYTES=${EVAL_BYTES:-20000}
 COMMON="--batch 8 --seq 128 --lr 3e-3 --eval-every 0 --eval-batches 16 --checkpoint-every 0 --threads $THREADS --seed 0"
 dotnet build -c Release src/MoRSharp.Cli -v q -nologo >/dev/null
 mor() { dotnet src/MoRSharp.Cli/bin/Release/net10.0/mor.dll "$@"; }
@@ -58,9 +58,13 @@ for v in wikitext-2/valid.txt tinystories/valid_subset.txt; do
 done
 for m in base up-stepwise up-average up-lower up-upper up-random scratch conv-stepwise conv-average conv-lower conv-upper conv-random; do
   for name in wikitext-2_valid.txt tinystories_valid_subset.txt; do
-    [ -f "$OUT/$m.$name.json" ] || mor eval --model "$OUT/$m" --text "$OUT/eval-$name" --seq 128 --json --threads "$JOBS" > "$OUT/$m.$name.json" 2>/dev/null
+    if [ ! -s "$OUT/$m.$name.json" ]; then
+      mor eval --model "$OUT/$m" --text "$OUT/eval-$name" --seq 128 --json --threads "$THREADS" > "$OUT/$m.$name.json" 2>/dev/null &
+      while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 1; done
+    fi
   done
 done
+wait
 echo "total wall: $(( $(date +%s) - start )) s" | tee "$OUT/wall.txt"
 
 python3 - "$OUT" <<'PY' 2>/dev/null || echo "(python3 not available: see $OUT/*.json, *.log)"
