@@ -179,6 +179,37 @@ public class ChatTemplateTests
     public void Expressions_match_jinja2(string template, string expected) =>
         Assert.Equal(expected, JinjaTemplate.Parse(template).Render(new Dictionary<string, object?>()));
 
+    /// <summary>Templates using namespace(), "is not none", "in message", slices, loop fields, dict .get and default — a
+    /// Llama-3.1-style system header (abridged), Zephyr/Alpaca-style variants — against Python jinja2 3.1.2's output.</summary>
+    [Theory]
+    [InlineData("{{- bos_token }}{%- if not date_string is defined %}{%- if strftime_now is defined %}{%- set date_string = strftime_now(\"%d %b %Y\") %}{%- else %}{%- set date_string = \"26 Jul 2024\" %}{%- endif %}{%- endif %}{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content']|trim %}{%- set messages = messages[1:] %}{%- else %}{%- set system_message = \"\" %}{%- endif %}{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}{%- if tools is not none %}{{- \"Environment: ipython\\n\" }}{%- endif %}{{- \"Cutting Knowledge Date: December 2023\\n\" }}{{- \"Today Date: \" + date_string + \"\\n\\n\" }}{{- system_message }}{{- \"<|eot_id|>\" }}{%- for message in messages %}{%- if not (message.role == 'ipython' or message.role == 'tool' or 'tool_calls' in message) %}{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' }}{%- endif %}{%- endfor %}{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}",
+        "<s><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHello world<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHi!<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nBye<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")]
+    [InlineData("{%- for message in messages %}{{- '<|' + message['role'] + '|>\\n' }}{{- message['content'] + eos_token }}{%- if loop.last and add_generation_prompt %}{{- '<|assistant|>\\n' }}{%- endif %}{%- endfor %}",
+        "<|system|>\n Be brief. </s><|user|>\nHello world</s><|assistant|>\nHi!</s><|user|>\nBye</s><|assistant|>\n")]
+    [InlineData("{% for message in messages %}{% if message['role'] == 'user' %}{{ '### Instruction:\\n' + message['content'].strip() }}{% elif message['role'] == 'assistant' %}{{ '### Response:\\n' + message['content'] }}{% endif %}{% if not loop.last %}{{ '\\n\\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '\\n\\n### Response:\\n' }}{% endif %}",
+        "\n\n### Instruction:\nHello world\n\n### Response:\nHi!\n\n### Instruction:\nBye\n\n### Response:\n")]
+    [InlineData("{{ messages[0]['content'][:5] }}-{{ messages[0]['content'][::-1] }}-{{ messages[0]['content'][-3:] }}-{{ 'a' if messages|length > 2 else 'b' }}-{{ messages[1:]|length }}",
+        " Be b- .feirb eB -f. -a-3")]
+    [InlineData("{% for m in messages %}{{ loop.index }}/{{ loop.length }}:{{ loop.revindex }}{{ ',' if not loop.last }}{% endfor %}",
+        "1/4:4,2/4:3,3/4:2,4/4:1")]
+    [InlineData("{% if messages[0].role is defined and messages[0].role is string and messages[0].nope is undefined %}ok{% endif %} {{ messages[0].get('role') }} {{ messages[0].get('nope', 'dflt') }} {{ none | default('d') }} {{ undefined_x | default('d') }} {{ '' | default('e', true) }}",
+        "ok system dflt None d e")]
+    public void More_template_features_match_jinja2(string template, string expected)
+    {
+        var messages = new List<object?>
+        {
+            new Dictionary<string, object?> { ["role"] = "system", ["content"] = " Be brief. " },
+            new Dictionary<string, object?> { ["role"] = "user", ["content"] = "Hello world" },
+            new Dictionary<string, object?> { ["role"] = "assistant", ["content"] = "Hi!" },
+            new Dictionary<string, object?> { ["role"] = "user", ["content"] = "Bye" },
+        };
+        var vars = new Dictionary<string, object?>
+        {
+            ["messages"] = messages, ["add_generation_prompt"] = true, ["bos_token"] = "<s>", ["eos_token"] = "</s>", ["tools"] = null,
+        };
+        Assert.Equal(expected, JinjaTemplate.Parse(template).Render(vars));
+    }
+
     [Theory]
     [InlineData("{% macro f() %}x{% endmacro %}", "line 1, column 1", "unsupported statement '{% macro %}'")]
     [InlineData("ok\n  {{ x | wordwrap }}", "line 2, column 8", "unknown filter 'wordwrap'")]
