@@ -35,7 +35,7 @@ public sealed class TrainCommand : ICommand
         new("--config", "FILE", "model config.json (HF Llama fields + \"mor\" block)"),
         new("--preset", "NAME", "a built-in preset (mor info --list-presets); default nano-mor-expert (demo) or micro-mor-expert"),
         new("--data", "PATH", "a prepared folder (train.bin, val.bin, tokenizer/) or .txt/.jsonl/.parquet files or folders to prepare"),
-        new("--tokenizer", "NAME|DIR", "gpt2 (default with --data), bytes, or a tokenizer folder; for raw --data only"),
+        new("--tokenizer", "NAME|DIR", "gpt2 (default with --data; with --init-from the model's own), bytes, or a tokenizer folder; for raw --data only"),
         new("--field", "NAME", "JSONL field holding the text (default text)"),
         new("--column", "NAME", "Parquet column holding the text (default text)"),
         new("--out", "DIR", "output folder: checkpoints, metrics.jsonl, model.safetensors, config.json, tokenizer, loss.png"),
