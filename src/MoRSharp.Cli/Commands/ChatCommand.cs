@@ -1,5 +1,6 @@
 using System.Globalization;
 using MoRSharp.Chat;
+using MoRSharp.Data.Tokenizers;
 using MoRSharp.Inference;
 using MoRSharp.Native;
 using MoRSharp.Reporting;
@@ -38,13 +39,9 @@ public sealed class ChatCommand : ICommand
         using var _ = model;
         using var generator = new TextGenerator(model, tokenizer);
         using var session = generator.CreateSession();
-        var format = ChatFormats.ForModelFolder(dir);
+        var format = ChatFormats.ForModelFolder(dir, tokenizer);
         options = options with { StopStrings = [.. options.StopStrings, .. format.StopStrings] };
-        int[] Encode(List<ChatTurn> turns)
-        {
-            var ids = tokenizer.Encode(format.Render(turns, addGenerationPrompt: true));
-            return tokenizer.BosId is { } bos ? [bos, .. ids] : ids;
-        }
+        int[] Encode(List<ChatTurn> turns) => ChatFormats.Encode(format, tokenizer, turns);
         var messages = new List<ChatTurn>();
         if (o.Get("--system") is { } sys) messages.Add(new ChatTurn("system", sys));
         bool showDepth = o.Has("--show-depth");

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Runtime.InteropServices;
+using MoRSharp.Chat;
 using MoRSharp.Inference;
 using MoRSharp.Native;
 using MoRSharp.Server;
@@ -75,7 +76,7 @@ public sealed class ServeCommand : ICommand
         using var engine = new BatchingEngine(model, tokenizer, new EngineOptions { MaxBatch = maxBatch, MaxQueue = maxQueue, ContextLength = context });
         IGenerationService service = engine;
 
-        var server = MoRServer.StartAsync(service, serverOptions, cancel: stop).GetAwaiter().GetResult();
+        var server = MoRServer.StartAsync(service, serverOptions, ChatFormats.ForModelFolder(dir, tokenizer), cancel: stop).GetAwaiter().GetResult();
         try
         {
             bool exposed = !IPAddress.IsLoopback(serverOptions.BindAddress());

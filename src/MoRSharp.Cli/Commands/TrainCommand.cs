@@ -35,7 +35,7 @@ public sealed class TrainCommand : ICommand
         new("--config", "FILE", "model config.json (HF Llama fields + \"mor\" block)"),
         new("--preset", "NAME", "a built-in preset (mor info --list-presets); default nano-mor-expert (demo) or micro-mor-expert"),
         new("--data", "PATH", "a prepared folder (train.bin, val.bin, tokenizer/) or .txt/.jsonl/.parquet files or folders to prepare"),
-        new("--tokenizer", "NAME|DIR", "gpt2 (default with --data), bytes, or a tokenizer folder; for raw --data only"),
+        new("--tokenizer", "NAME|DIR", "gpt2 (default with --data; with --init-from the model's own), bytes, or a tokenizer folder; for raw --data only"),
         new("--field", "NAME", "JSONL field holding the text (default text)"),
         new("--column", "NAME", "Parquet column holding the text (default text)"),
         new("--out", "DIR", "output folder: checkpoints, metrics.jsonl, model.safetensors, config.json, tokenizer, loss.png"),
@@ -59,6 +59,7 @@ public sealed class TrainCommand : ICommand
         new("--keep-last", "N", "checkpoints to keep (default 2)"),
         new("--threads", "N", "torch threads (default: all cores)"),
         new("--resume", "DIR", "continue a run (its folder or one of its checkpoints) exactly where it stopped"),
+        new("--init-from", "DIR", "start from a model folder's weights, config and tokenizer (ours or Hugging Face Llama; e.g. from mor convert)"),
         new("--no-baseline", null, "demo only: skip the vanilla comparison"),
     ];
 
@@ -75,12 +76,13 @@ public sealed class TrainCommand : ICommand
         Directory.CreateDirectory(outDir);
 
         var options = BuildOptions(o, demo);
+        options.InitFrom = InitFrom(o, demo);
         if (options.Bf16 && CpuFeatures.IsKnown && !CpuFeatures.HasBf16MatrixUnits)
             stderr.WriteLine("warning: --bf16 on a CPU without bf16 matrix units (avx512_bf16 / amx_bf16): libtorch emulates bf16 here, " +
                              "which was measured ~10× slower per training step than fp32 (docs/benchmarks.md); fp32 is the faster choice on this machine");
         var (config, configSource) = LoadConfig(o, demo);                 // fail fast on a bad config, before any data work
         var (dataDir, tokenizer) = demo ? PrepareDemoData(outDir, options.Seed, stderr) : PrepareData(o, outDir, options.Seed, stderr);
-        MatchVocabulary(config, configSource, o.Has("--config"), tokenizer, stderr);
+        MatchVocabulary(config, configSource, o.Has("--config") || options.InitFrom is not null, tokenizer, stderr);
         Checkpoint.AtomicWrite(Path.Combine(outDir, RunFile), new JsonObject
         {
             ["data"] = Path.GetFullPath(dataDir), ["demo"] = demo,
@@ -179,7 +181,7 @@ public sealed class TrainCommand : ICommand
             return (data, TokenizerFactory.Load(Directory.Exists(tokDir) ? tokDir : "gpt2"));
         }
         if (!File.Exists(data) && !Directory.Exists(data)) throw new FileNotFoundException($"--data: {data} does not exist");
-        var tokenizer = TokenizerFactory.Load(o.Get("--tokenizer") ?? "gpt2");
+        var tokenizer = TokenizerFactory.Load(o.Get("--tokenizer") ?? o.Get("--init-from") ?? "gpt2");
         string dataDir = Path.Combine(outDir, "data");
         using var bar = new ProgressBar("prepare", 1000);
         var result = DataPreparer.Prepare(new DataPrepareOptions
@@ -193,8 +195,23 @@ public sealed class TrainCommand : ICommand
         return (dataDir, tokenizer);
     }
 
+    /// <summary>--init-from DIR (uptraining): the folder must hold a model; its config replaces --config/--preset.</summary>
+    private static string? InitFrom(ParsedOptions o, bool demo)
+    {
+        if (o.Get("--init-from") is not { } dir) return null;
+        if (demo) throw new UsageException("--init-from needs --data (the demo trains from scratch)");
+        if (o.Has("--config") || o.Has("--preset")) throw new UsageException("--init-from takes the model's config from its folder; drop --config/--preset");
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"--init-from: model folder {dir} does not exist");
+        return Path.GetFullPath(dir);
+    }
+
     private static (ModelConfig config, string source) LoadConfig(ParsedOptions o, bool demo)
     {
+        if (o.Get("--init-from") is { } init)
+        {
+            using var weights = IO.SafeTensorsCheckpoint.Open(init);
+            return (IO.HfModelFolder.ReadConfig(init, weights), Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(init))));
+        }
         if (o.Has("--config") && o.Has("--preset")) throw new UsageException("give --config or --preset, not both");
         if (o.Get("--config") is { } file) return (ConfigJson.Load(file), file);
         string preset = o.Get("--preset") ?? (demo ? "nano-mor-expert" : "micro-mor-expert");

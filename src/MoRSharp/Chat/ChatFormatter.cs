@@ -1,9 +1,8 @@
 using System.Text;
+using MoRSharp.Data.Tokenizers;
 
 namespace MoRSharp.Chat;
 
-/// <summary>One turn of a conversation: a role (<c>system</c>, <c>user</c>, <c>assistant</c>, <c>tool</c>) and its text.</summary>
-public sealed record ChatTurn(string Role, string Content);
 
 /// <summary>
 /// Turns a conversation into the prompt text a model was trained on (a chat template), and names the strings that end the
@@ -47,11 +46,36 @@ public sealed class PlainChatFormatter : IChatFormatter
     }
 }
 
-/// <summary>Picks the chat format of a model folder.</summary>
+/// <summary>A Hugging Face chat template (<see cref="ChatTemplate"/>) as a formatter; the reply ends at EOS (or its text).</summary>
+public sealed class TemplateChatFormatter(ChatTemplate template) : IChatFormatter
+{
+    public ChatTemplate Template => template;
+    public IReadOnlyList<string> StopStrings { get; } = template.EosToken is { Length: > 0 } eos ? [eos] : [];
+    public string Render(IReadOnlyList<ChatTurn> turns, bool addGenerationPrompt) => template.Render(turns, addGenerationPrompt);
+}
+
+/// <summary>Picks the chat format of a model folder and turns a conversation into prompt ids.</summary>
 public static class ChatFormats
 {
     /// <summary>The folder's own chat template where it has one, else <see cref="PlainChatFormatter"/>.</summary>
-    public static IChatFormatter ForModelFolder(string dir) => PlainChatFormatter.Instance;
+    public static IChatFormatter ForModelFolder(string dir, ITokenizer? tokenizer = null)
+    {
+        var template = ChatTemplate.FromModelFolder(dir, tokenizer);
+        return template.IsDefault ? PlainChatFormatter.Instance : new TemplateChatFormatter(template);
+    }
 
-    public static string Describe(IChatFormatter f) => f is PlainChatFormatter ? "plain <|role|> format: the model has no chat template" : "the model's chat template";
+    public static string Describe(IChatFormatter f) => f is TemplateChatFormatter t
+        ? $"chat template from {Path.GetFileName(t.Template.Origin)}"
+        : "plain <|role|> format: the model has no chat template";
+
+    /// <summary>
+    /// Prompt ids for a conversation: the rendering with special-token strings as their tokens (a template writes
+    /// <c>&lt;|im_start|&gt;</c> or <c>{{ bos_token }}</c> as text), and BOS in front unless the rendering already starts with it.
+    /// </summary>
+    public static int[] Encode(IChatFormatter formatter, ITokenizer tokenizer, IReadOnlyList<ChatTurn> turns, bool addGenerationPrompt = true)
+    {
+        var ids = tokenizer.EncodeWithSpecialTokens(formatter.Render(turns, addGenerationPrompt));
+        if (tokenizer.BosId is { } bos && (ids.Length == 0 || ids[0] != bos)) ids = [bos, .. ids];
+        return ids;
+    }
 }

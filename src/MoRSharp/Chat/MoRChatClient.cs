@@ -1,3 +1,4 @@
+using MoRSharp.Data.Tokenizers;
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.AI;
 using MoRSharp.Inference;
@@ -94,8 +95,7 @@ public sealed class MoRChatClient(IGenerationService service, IChatFormatter? fo
         }
         if (i == 0) throw new ArgumentException("messages: at least one message is required");
         var tokenizer = service.Tokenizer;
-        var ids = tokenizer.Encode(formatter.Render(turns, addGenerationPrompt: true));
-        if (tokenizer.BosId is { } bos) ids = [bos, .. ids];
+        var ids = ChatFormats.Encode(formatter, tokenizer, turns);
         CheckPromptLength(ids.Length, "messages");
         return (ids, ToGenerationOptions(chatOptions, formatter.StopStrings, DefaultMaxTokens(ids.Length)));
     }

@@ -51,7 +51,17 @@ public static class ConfigJson
             ["pad_token_id"] = null,
             ["is_llama_config"] = null,              // SmolLM (nanotron export)
             ["rope_interleaved"] = (v, _) => IsFalseOrNull(v) ? null : "must be false (MoRSharp uses the HF rotate-half RoPE)",
-            ["rope_scaling"] = (v, _) => v.ValueKind == JsonValueKind.Null ? null : "must be null (RoPE scaling is not supported)",
+            ["rope_scaling"] = (v, _) => v.ValueKind == JsonValueKind.Null ? null
+                : $"must be null: {RopeKind(v)} RoPE scaling changes the rotary frequencies and is not supported (MoRSharp implements plain RoPE)",
+            // transformers ≥ 5 writes RoPE settings here; only the plain kind ("default") is supported (rope_theta is read from it).
+            ["rope_parameters"] = (v, c) => v.ValueKind == JsonValueKind.Null ? null
+                : v.ValueKind != JsonValueKind.Object ? "expected an object or null"
+                : RopeKind(v) is not ("default" or "unspecified") ? $"{RopeKind(v)} RoPE scaling changes the rotary frequencies and is not supported; MoRSharp implements plain RoPE (rope_type \"default\")"
+                : v.TryGetProperty("rope_theta", out var th) && (th.ValueKind != JsonValueKind.Number || !th.TryGetDouble(out _)) ? "rope_theta: expected a number"
+                : null,
+            ["dtype"] = null,                        // transformers ≥ 4.56 spelling of torch_dtype; weights are converted on load
+            ["quantization_config"] = (v, _) => v.ValueKind == JsonValueKind.Null ? null
+                : "quantized checkpoints (GPTQ, AWQ, bitsandbytes, …) are not supported: load an unquantized F32/F16/BF16 checkpoint",
             ["head_dim"] = (v, c) =>
                 v.ValueKind == JsonValueKind.Null ? null
                 : v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out int hd) ? "expected an integer"
@@ -60,6 +70,14 @@ public static class ConfigJson
         };
 
     private static bool IsFalseOrNull(JsonElement v) => v.ValueKind is JsonValueKind.False or JsonValueKind.Null;
+
+    private static string RopeKind(JsonElement v)
+    {
+        if (v.ValueKind != JsonValueKind.Object) return "this";
+        foreach (var key in new[] { "rope_type", "type" })
+            if (v.TryGetProperty(key, out var t) && t.ValueKind == JsonValueKind.String) return t.GetString()!;
+        return "unspecified";
+    }
 
     /// <summary>Reads, parses and validates a config file. Throws <see cref="ConfigException"/> naming the file.</summary>
     public static ModelConfig Load(string path)
@@ -120,13 +138,30 @@ public static class ConfigJson
                 if (error is not null) throw new ConfigException($"{source}: {p.Name}: {error}");
             }
             if (root.TryGetProperty("model_type", out _) && config.ModelType != "llama")
-                throw new ConfigException($"{source}: model_type: must be \"llama\" (or absent), got \"{config.ModelType}\"");
+                throw new ConfigException($"{source}: model_type: must be \"llama\" (or absent), got \"{config.ModelType}\" (MoRSharp loads Llama-family models: Llama, SmolLM, TinyLlama, …)");
+            if (root.TryGetProperty("architectures", out var arch) && arch.ValueKind == JsonValueKind.Array)
+                foreach (var a in arch.EnumerateArray())
+                    if (a.ValueKind != JsonValueKind.String || a.GetString() is not ("LlamaForCausalLM" or "LlamaModel" or "MoRForCausalLM"))
+                        throw new ConfigException($"{source}: architectures: {a.GetRawText()} is not supported (expected LlamaForCausalLM)");
+            if (root.TryGetProperty("rope_parameters", out var rp) && rp.ValueKind == JsonValueKind.Object
+                && rp.TryGetProperty("rope_theta", out var theta) && theta.TryGetDouble(out double t))
+            {
+                if (root.TryGetProperty("rope_theta", out var direct) && direct.TryGetDouble(out double d) && d != t)
+                    throw new ConfigException($"{source}: rope_theta {d} and rope_parameters.rope_theta {t} disagree");
+                config.RopeTheta = t;
+            }
             return config;
         }
     }
 
     /// <summary>The config as indented JSON (null fields omitted).</summary>
-    public static string Serialize(ModelConfig config) => JsonSerializer.Serialize(config, Options);
+    public static string Serialize(ModelConfig config)
+    {
+        if (config.EosTokenIds is not { Length: > 1 } ids) return JsonSerializer.Serialize(config, Options);
+        var node = JsonSerializer.SerializeToNode(config, Options)!.AsObject();
+        node["eos_token_id"] = new System.Text.Json.Nodes.JsonArray(ids.Select(i => (System.Text.Json.Nodes.JsonNode?)i).ToArray());
+        return node.ToJsonString(Options);
+    }
 
     /// <summary>Writes the config atomically: to a temporary file in the same directory, then renamed over <paramref name="path"/>.</summary>
     public static void Save(ModelConfig config, string path)
@@ -147,7 +182,12 @@ public static class ConfigJson
     }
 
     /// <summary>A deep copy.</summary>
-    public static ModelConfig Clone(ModelConfig config) => JsonSerializer.Deserialize<ModelConfig>(Serialize(config), Options)!;
+    public static ModelConfig Clone(ModelConfig config)
+    {
+        var copy = JsonSerializer.Deserialize<ModelConfig>(JsonSerializer.Serialize(config, Options), Options)!;
+        copy.EosTokenIds = config.EosTokenIds?.ToArray();
+        return copy;
+    }
 
     // ---------------------------------------------------------------- strict reader
 
@@ -187,7 +227,21 @@ public static class ConfigJson
         {
             string path = prefix + p.Name;
             if (!seen.Add(p.Name)) throw new ConfigException($"{source}: duplicate key '{path}'");
-            if (props.TryGetValue(p.Name, out var prop))
+            if (target is ModelConfig mc && p.Name == "eos_token_id" && p.Value.ValueKind == JsonValueKind.Array)
+            {
+                // Llama 3 lists several end-of-sequence ids; the first is EosTokenId, all are kept for generation and export.
+                var ids = new List<int>();
+                foreach (var e in p.Value.EnumerateArray())
+                {
+                    if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out int id))
+                        throw new ConfigException($"{source}: {path}[{ids.Count}]: expected an integer token id, got {Describe(e.ValueKind)}");
+                    ids.Add(id);
+                }
+                if (ids.Count == 0) throw new ConfigException($"{source}: {path}: the list is empty (use null for no end-of-sequence token)");
+                mc.EosTokenId = ids[0];
+                mc.EosTokenIds = ids.Count > 1 ? ids.ToArray() : null;
+            }
+            else if (props.TryGetValue(p.Name, out var prop))
             {
                 object? value = ReadValue(p.Value, prop.Info.PropertyType, prop.Info, source, path);
                 prop.Info.SetValue(target, value);

@@ -34,6 +34,7 @@ public static class ConfigValidator
         if (c.HiddenAct != "silu") Fail("hidden_act", $"must be \"silu\" (SwiGLU MLP), got \"{c.HiddenAct}\"");
         TokenId("bos_token_id", c.BosTokenId, c.VocabSize);
         TokenId("eos_token_id", c.EosTokenId, c.VocabSize);
+        foreach (var id in c.EosTokenIds ?? []) TokenId("eos_token_id", id, c.VocabSize);
 
         // ---- recursion block
         var m = c.MoR;

@@ -25,6 +25,9 @@ public sealed class ModelConfig
     [JsonPropertyName("hidden_act")] public string HiddenAct { get; set; } = "silu";
     [JsonPropertyName("bos_token_id")] public int? BosTokenId { get; set; }
     [JsonPropertyName("eos_token_id")] public int? EosTokenId { get; set; }
+    /// <summary>Every end-of-sequence id when config.json gives a list (Llama 3: <c>[128001, 128008, 128009]</c>);
+    /// <see cref="EosTokenId"/> is then the first. Null when config.json has a single id.</summary>
+    [JsonIgnore] public int[]? EosTokenIds { get; set; }
 
     /// <summary>The Mixture-of-Recursions block; null means a vanilla Llama model.</summary>
     [JsonPropertyName("mor")] public MoRConfig? MoR { get; set; }

@@ -37,27 +37,38 @@ public static class Checkpoint
 
     public static string Folder(string outDir) => Path.Combine(outDir, "checkpoints");
 
-    /// <summary>Writes model + config + tokenizer files into <paramref name="dir"/> (a model folder anyone can load).</summary>
+    /// <summary>
+    /// Writes model + config + tokenizer files into <paramref name="dir"/>: a model folder anyone can load, in the Hugging Face
+    /// <c>LlamaForCausalLM</c> layout (F32 weights, HF config.json plus the "mor" block for MoR models; see <see cref="HfModelFolder"/>).
+    /// </summary>
     public static void WriteModelFolder(string dir, MoRForCausalLM model, Action<string>? saveTokenizer)
     {
         Directory.CreateDirectory(dir);
         ModelWeights.Save(model, Path.Combine(dir, ModelFile));
-        ConfigJson.Save(model.Config, Path.Combine(dir, ConfigFile));
+        HfModelFolder.WriteConfig(Path.Combine(dir, ConfigFile), model.Config);
         saveTokenizer?.Invoke(dir);
     }
 
-    /// <summary>Loads a model folder written by <see cref="WriteModelFolder"/> (or a checkpoint): weights, config and tokenizer.</summary>
+    /// <summary>
+    /// Loads a model folder — one written by <see cref="WriteModelFolder"/> (or a checkpoint), or a Hugging Face Llama-family
+    /// folder (single file or shards, F32/F16/BF16) — with its tokenizer.
+    /// </summary>
     public static (MoRForCausalLM model, MoRSharp.Data.Tokenizers.ITokenizer tokenizer) LoadModelFolder(string dir)
     {
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder {dir} does not exist");
-        foreach (var f in new[] { ConfigFile, ModelFile })
-            if (!File.Exists(Path.Combine(dir, f))) throw new FileNotFoundException($"{dir}: missing {f} (a model folder holds {ConfigFile}, {ModelFile} and tokenizer files)");
-        var config = ConfigJson.Load(Path.Combine(dir, ConfigFile));
-        var tokenizer = MoRSharp.Data.Tokenizers.TokenizerFactory.Load(dir);
-        var model = new MoRForCausalLM(config);
-        try { ModelWeights.Load(model, Path.Combine(dir, ModelFile)); }
-        catch { model.Dispose(); throw; }
-        return (model, tokenizer);
+        var model = HfModelFolder.LoadModel(dir);
+        try
+        {
+            var tokenizer = MoRSharp.Data.Tokenizers.TokenizerFactory.Load(dir);
+            if (tokenizer.VocabSize > model.Config.VocabSize)
+                throw new ConfigException($"{dir}: the tokenizer has {tokenizer.VocabSize} tokens but the model's vocab_size is {model.Config.VocabSize}");
+            return (model, tokenizer);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
     }
 
     public static string Save(string outDir, MoRForCausalLM model, AdamW optimizer, TrainerState state, Action<string>? saveTokenizer, int keepLast)

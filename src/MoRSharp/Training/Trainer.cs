@@ -96,6 +96,10 @@ public sealed class Trainer : IDisposable
             optimizer.LoadState(name => opt.Tensors.ContainsKey(name) ? opt.Read(name) : null, state.Step, opt.Path);
             if (state.DataState is not null) train.RestoreState(state.DataState);
         }
+        else if (this.options.InitFrom is { } init)
+        {
+            ModelWeights.Load(master, init);      // uptraining: start from a model folder's weights (fresh optimizer and schedule)
+        }
         SyncCompute();
 
         // metrics.jsonl: one line per optimizer step; on resume, lines after the checkpoint are dropped so the file matches it.

@@ -32,6 +32,8 @@ public sealed class TrainingOptions
     [JsonPropertyName("eval_batches")] public int EvalBatches { get; set; } = 8;
     [JsonPropertyName("checkpoint_every")] public int CheckpointEvery { get; set; } = 200;
     [JsonPropertyName("keep_last")] public int KeepLast { get; set; } = 2;
+    /// <summary>A model folder whose weights start the run instead of a random init (uptraining, e.g. after <c>mor convert</c>).</summary>
+    [JsonPropertyName("init_from")] public string? InitFrom { get; set; }
 
     [JsonIgnore] public long TokensPerStep => (long)Batch * Seq * GradAccum;
 

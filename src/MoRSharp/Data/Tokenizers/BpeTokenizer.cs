@@ -47,6 +47,9 @@ public sealed class BpeTokenizer : ITokenizer
     private readonly Dictionary<string, int> _addedAll = new(StringComparer.Ordinal);
     private readonly Regex? _addedTokenPattern;
     private readonly Dictionary<string, int> _addedNonSpecial;
+
+    /// <summary>Every added token (special or not) by its text.</summary>
+    public IReadOnlyDictionary<string, int> SpecialTokens => _addedAll;
     private readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
     private readonly bool _splitAtMetaspace;
     private int _cacheCount;

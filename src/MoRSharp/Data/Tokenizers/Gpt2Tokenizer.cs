@@ -27,6 +27,7 @@ public sealed class Gpt2Tokenizer : ITokenizer
     public string Name => "gpt2";
     public int VocabSize => 50257;
     public int? EosId => EndOfText;
+    public IReadOnlyDictionary<string, int> SpecialTokens { get; } = new Dictionary<string, int> { [EndOfTextString] = EndOfText };
     public int? BosId => null;
 
     internal Gpt2Tokenizer()

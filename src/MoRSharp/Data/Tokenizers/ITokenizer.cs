@@ -45,4 +45,39 @@ public interface ITokenizer
     /// <summary>Writes what <see cref="TokenizerFactory.Load"/> needs to rebuild this tokenizer into <paramref name="directory"/>
     /// (created if missing): <c>tokenizer_info.json</c>, plus copies of the tokenizer files for file-based tokenizers.</summary>
     void SaveTo(string directory);
+
+    /// <summary>Special-token strings and their ids (e.g. <c>&lt;|im_start|&gt;</c>), which <see cref="Encode"/> never matches in text;
+    /// <see cref="TokenizerExtensions.EncodeWithSpecialTokens"/> does, for trusted text such as a rendered chat template.</summary>
+    IReadOnlyDictionary<string, int> SpecialTokens => TokenizerExtensions.NoSpecialTokens;
+}
+
+public static class TokenizerExtensions
+{
+    internal static readonly IReadOnlyDictionary<string, int> NoSpecialTokens = new Dictionary<string, int>();
+
+    /// <summary>
+    /// Encodes text in which special-token strings stand for their tokens (longest match first; the text between them is
+    /// encoded as plain text). Only for trusted text — a chat template's rendering — never for raw user input.
+    /// </summary>
+    public static int[] EncodeWithSpecialTokens(this ITokenizer tokenizer, string text)
+    {
+        var specials = tokenizer.SpecialTokens;
+        if (specials.Count == 0) return tokenizer.Encode(text);
+        var names = specials.Keys.Where(k => k.Length > 0).OrderByDescending(k => k.Length).ToArray();
+        var ids = new List<int>();
+        int start = 0, i = 0;
+        while (i < text.Length)
+        {
+            string? hit = null;
+            foreach (var n in names)
+                if (string.CompareOrdinal(text, i, n, 0, n.Length) == 0) { hit = n; break; }
+            if (hit is null) { i++; continue; }
+            if (i > start) ids.AddRange(tokenizer.Encode(text[start..i]));
+            ids.Add(specials[hit]);
+            i += hit.Length;
+            start = i;
+        }
+        if (start < text.Length) ids.AddRange(tokenizer.Encode(text[start..]));
+        return ids.ToArray();
+    }
 }
