@@ -17,6 +17,8 @@ public sealed class AttentionInputs
     public (Tensor key, Tensor value)? SharedKv;
     /// <summary>Ask the call to hand back its own post-RoPE keys/values (recursion 1 under KV sharing).</summary>
     public bool CaptureKv;
+    /// <summary>False for bidirectional encoders: with no <see cref="Mask"/>, every query attends to every key.</summary>
+    public bool Causal = true;
 }
 
 /// <summary>Grouped-query causal self-attention with RoPE, no biases (HF <c>LlamaAttention</c>).</summary>
@@ -61,7 +63,7 @@ public sealed class Attention : nn.Module
         var kx = RepeatKv(k);                                                               // [B, H, S, hd]
         var vx = RepeatKv(v);
         var attn = inputs.Mask is null
-            ? nn.functional.scaled_dot_product_attention(q, kx, vx, is_casual: t > 1)
+            ? nn.functional.scaled_dot_product_attention(q, kx, vx, is_casual: inputs.Causal && t > 1)
             : nn.functional.scaled_dot_product_attention(q, kx, vx, attn_mask: inputs.Mask);
         var output = o_proj.forward(attn.transpose(1, 2).reshape(b, t, numHeads * headDim)); // [B, T, d]
         output.MoveToOuterDisposeScope();
