@@ -116,7 +116,7 @@ public static class ClassificationTasks
             trainer.Evaluated += v => val = Percent(v.Accuracy);
             trainer.StepCompleted += m => bar.Report(m.Step,
             [
-                ("loss", m.Loss.ToString("F3", Inv)), (data.EvalName[..3] + " acc", val),
+                ("loss", m.Loss.ToString("F3", Inv)), (data.EvalName == "validation" ? "val acc" : "test acc", val),
                 ("lr", m.Lr.ToString("G2", Inv)), ("ex/s", Fmt.Number(m.ExamplesPerSecond)),
             ]);
             return trainer.Run(cancel.Token);
@@ -265,6 +265,7 @@ public static class ClassificationTasks
             ["depth_maps"] = new JsonArray(maps.Select(m => (JsonNode?)JsonValue.Create(m)).ToArray()),
         };
         if (r.MeanDepth is { } md) json["mean_depth"] = md;
+        if (r.DepthByPosition is { } byPos) json["depth_by_position"] = new JsonArray(byPos.Select(v => (JsonNode?)JsonValue.Create(v)).ToArray());
         if (r.PerGroup.Count > 0)
             json["per_speaker"] = new JsonObject(r.PerGroup.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)JsonValue.Create((double)kv.Value.correct / kv.Value.total))));
         return json;

@@ -9,6 +9,7 @@ namespace MoRSharp.Modalities;
 public enum ClassificationTask { ImageClassification, AudioClassification }
 
 /// <summary>Image front-end settings (HF <c>ViTConfig</c> / <c>ViTImageProcessor</c> names).</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed class ImageFrontEndConfig
 {
     [JsonPropertyName("image_size")] public int ImageSize { get; set; } = 28;
@@ -23,6 +24,7 @@ public sealed class ImageFrontEndConfig
 }
 
 /// <summary>Audio front-end settings (HF feature-extractor names): log-mel frames of 8 kHz 16-bit mono PCM.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed class AudioFrontEndConfig
 {
     [JsonPropertyName("sampling_rate")] public int SamplingRate { get; set; } = 8000;

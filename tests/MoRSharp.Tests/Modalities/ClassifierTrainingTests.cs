@@ -156,6 +156,11 @@ public class ClassifierCommandTests
             (code, _, stderr) = CliRunner.Run("train", "--task", "image-classification", "--data", ModalityTestUtil.Mnist, "--out", run, "--steps", "1", "--encoder", enc);
             Assert.Equal(1, code);
             Assert.Contains("image.patch_size: must divide image_size 28, got 5", stderr);
+            File.WriteAllText(enc, """{ "task": "image-classification", "image": { "patchsize": 7 } }""");
+            (code, _, stderr) = CliRunner.Run("train", "--task", "image-classification", "--data", ModalityTestUtil.Mnist, "--out", run, "--steps", "1", "--encoder", enc);
+            Assert.Equal(1, code);
+            Assert.Contains("encoder.json: ", stderr);
+            Assert.Contains("'patchsize'", stderr);
 
             var encoder = ModalityTestUtil.ImagePatch7();                // a vanilla model has no depth to map
             using (var vanilla = new MoRSharp.Model.MoRForClassification(ModalityTestUtil.TinyStack(encoder, "tiny-vanilla"), encoder)) vanilla.Save(run);
