@@ -14,7 +14,11 @@ public sealed class EvalCommand : ICommand
 {
     public string Name => "eval";
     public string Summary => "Score a text file with a trained model: NLL per token, perplexity, bits per byte.";
-    public IReadOnlyList<string> Usage { get; } = ["mor eval --model DIR --text FILE [--seq T] [--stride S] [--topk-routing] [--json]"];
+    public IReadOnlyList<string> Usage { get; } =
+    [
+        "mor eval --model DIR --text FILE [--seq T] [--stride S] [--topk-routing] [--json]",
+        "mor eval --task image-classification|audio-classification --model DIR [--data PATH] [--depth-map DIR] [--json]",
+    ];
 
     public IReadOnlyList<CliOption> Options { get; } =
     [
@@ -25,11 +29,16 @@ public sealed class EvalCommand : ICommand
         new("--topk-routing", null, "score MoR with training-style top-k routing (leaks future tokens; for comparison only)"),
         new("--threads", "N", "torch threads"),
         new("--json", null, "print JSON"),
+        new("--task", "TASK", "image-classification | audio-classification: accuracy, confusion matrix and FLOPs per example of a classifier"),
+        new("--data", "PATH", "with --task: the MNIST or FSDD folder (default: the one the model was trained on)"),
+        new("--depth-map", "DIR", "with --task: write PNGs of the recursion depth per patch (images) or per frame (audio)"),
     ];
 
     public int Execute(ParsedOptions o, TextWriter stdout, TextWriter stderr)
     {
         string dir = o.Get("--model") ?? throw new UsageException("--model DIR is required");
+        if (o.Get("--task") is { } task) return ClassificationTasks.Eval(task, dir, o, stdout, stderr);
+        if (o.Has("--data") || o.Has("--depth-map")) throw new UsageException("--data and --depth-map go with --task");
         string file = o.Get("--text") ?? throw new UsageException("--text FILE is required (few-shot tasks come with the evaluation issue)");
         if (!File.Exists(file)) throw new FileNotFoundException($"--text: {file} does not exist");
         TorchRuntime.Initialize(o.GetInt("--threads", 1));

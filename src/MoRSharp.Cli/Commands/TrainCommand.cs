@@ -28,6 +28,7 @@ public sealed class TrainCommand : ICommand
         "mor train --out DIR                                   (demo: generated corpus, MoR vs vanilla at equal FLOPs)",
         "mor train [--config F|--preset NAME] --data PATH --out DIR [--steps N|--tokens N|--flops F] [--batch B] [--seq T] [--lr X] [--seed S] [--bf16]",
         "mor train --resume DIR",
+        "mor train --task image-classification|audio-classification --data PATH --out DIR [--preset NAME|--config F] [--encoder F] [--steps N|--flops F] …",
     ];
 
     public IReadOnlyList<CliOption> Options { get; } =
@@ -61,6 +62,8 @@ public sealed class TrainCommand : ICommand
         new("--resume", "DIR", "continue a run (its folder or one of its checkpoints) exactly where it stopped"),
         new("--init-from", "DIR", "start from a model folder's weights, config and tokenizer (ours or Hugging Face Llama; e.g. from mor convert)"),
         new("--no-baseline", null, "demo only: skip the vanilla comparison"),
+        new("--task", "TASK", "image-classification (MNIST IDX folder) or audio-classification (FSDD folder): an MoR encoder classifier"),
+        new("--encoder", "FILE", "with --task: encoder.json (front end, labels, pooling); default: the task's defaults"),
     ];
 
     public int Execute(ParsedOptions o, TextWriter stdout, TextWriter stderr)
@@ -68,6 +71,8 @@ public sealed class TrainCommand : ICommand
         TorchRuntime.Initialize(o.GetInt("--threads", 1));
         string? resume = o.Get("--resume");
         if (resume is not null) return Resume(resume, o, stdout, stderr);
+        if (o.Get("--task") is { } task) return ClassificationTasks.Train(task, o, stdout, stderr);
+        if (o.Has("--encoder")) throw new UsageException("--encoder goes with --task");
 
         string outDir = o.Get("--out") ?? throw new UsageException("--out DIR is required");
         bool demo = o.Get("--data") is null;
@@ -113,6 +118,7 @@ public sealed class TrainCommand : ICommand
         string runFile = Path.Combine(outDir, RunFile);
         if (!File.Exists(runFile)) throw new FileNotFoundException($"{runFile} not found: --resume needs a folder written by mor train");
         var run = JsonNode.Parse(File.ReadAllText(runFile))!;
+        if (run["task"] is not null) return ClassificationTasks.Resume(checkpoint, outDir, run, stdout, stderr);
         string dataDir = run["data"]!.GetValue<string>();
         var config = ConfigJson.Load(Path.Combine(checkpoint, Checkpoint.ConfigFile));
         var tokenizer = TokenizerFactory.Load(checkpoint);
@@ -123,7 +129,7 @@ public sealed class TrainCommand : ICommand
         return CommandLine.ExitOk;
     }
 
-    private static TrainingOptions BuildOptions(ParsedOptions o, bool demo)
+    internal static TrainingOptions BuildOptions(ParsedOptions o, bool demo)
     {
         var t = new TrainingOptions
         {

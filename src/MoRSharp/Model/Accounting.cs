@@ -34,6 +34,9 @@ namespace MoRSharp.Model;
 /// Not included: embedding lookup, RMSNorm, RoPE, SiLU/softmax/sigmoid, the gate multiply and residual adds, top-k/sort,
 /// gather/scatter, losses.</para>
 /// <para>Training FLOPs per token = 3 × forward (backward ≈ 2 × forward), for both counts.</para>
+/// <para><b>Bidirectional attention</b> (<c>causal: false</c>, the image/audio encoders): every query sees every key of its set,
+/// so the attention terms double — paper attn = 4·N_ctx·d; exact N² pairs for a full pass (N keys per token), k_r² for the
+/// k_r selected tokens, and k_r·N with KV sharing. Everything else is unchanged.</para>
 /// <para><b>KV cache.</b> <see cref="KvCacheRatio"/> = cached K/V entries relative to a vanilla model of the same unrolled
 /// depth L: recursion-wise (P + B·Σ_r c_r)/L; shared (P + B)/L; 1 without routing or sharing. Over the recursion blocks alone
 /// (<see cref="KvCacheRatioRecursions"/>) recursion-wise gives Σc_r/N_r = (N_r+1)/(2N_r) for the default capacities
@@ -58,6 +61,8 @@ public sealed record ModelAccounting
     /// <summary>Capacities used for accounting (all 1 without routing).</summary>
     public required double[] Capacities { get; init; }
     public required int Context { get; init; }
+    /// <summary>Causal (decoder, default) or bidirectional (encoder) attention.</summary>
+    public bool Causal { get; init; } = true;
 
     // ---- parameters
     public required long ParamsPerLayer { get; init; }
@@ -71,6 +76,8 @@ public sealed record ModelAccounting
     // ---- FLOPs
     public required double FlopsPerTokenPaper { get; init; }
     public required double FlopsPerTokenExact { get; init; }
+    /// <summary>The LM head's share of <see cref="FlopsPerTokenExact"/> (2·d·V); an encoder with a pooled head subtracts it.</summary>
+    public double LmHeadFlopsPerToken { get; init; }
     public double TrainingFlopsPerTokenPaper => 3 * FlopsPerTokenPaper;
     public double TrainingFlopsPerTokenExact => 3 * FlopsPerTokenExact;
 
@@ -95,7 +102,7 @@ public sealed record ModelAccounting
     }
 
     /// <summary>Accounting for <paramref name="c"/> at a context of <paramref name="context"/> tokens (validates the config).</summary>
-    public static ModelAccounting Compute(ModelConfig c, int context)
+    public static ModelAccounting Compute(ModelConfig c, int context, bool causal = true)
     {
         ConfigValidator.Validate(c);
         if (context < 1) throw new ConfigException($"context: must be at least 1, got {context}");
@@ -129,7 +136,7 @@ public sealed record ModelAccounting
 
         // ---------------- FLOPs, paper (spec §4.4)
         double lin = 2.0 * (4 * d * d + 3 * d * dff);
-        double attn = 2.0 * context * d;
+        double attn = (causal ? 2.0 : 4.0) * context * d;
         double paper;
         if (!looped || (routing == RoutingKind.None && !shared))
             paper = L * (lin + attn);
@@ -148,7 +155,7 @@ public sealed record ModelAccounting
         double linE = 2.0 * (d * H * h + 2 * d * K * h + H * h * d + 3 * d * dff);
         double kvProj = 2.0 * 2 * d * K * h;
         double pairFlops = 4.0 * H * h;                       // QKᵀ + AV per query–key pair
-        double fullAttn = pairFlops * (N + 1) / 2;            // per token, full causal prefix
+        double fullAttn = causal ? pairFlops * (N + 1) / 2 : pairFlops * N;   // per token: its causal prefix, or all N keys
         double exact = 2.0 * d * V;                           // LM head
         int uniqueOutside = looped ? P : L;
         exact += uniqueOutside * (linE + fullAttn);
@@ -166,8 +173,8 @@ public sealed record ModelAccounting
             {
                 double frac = k[r] / N;
                 double perTokenLayer = r > 0 && shared
-                    ? (linE - kvProj) * frac + pairFlops * k[r] * (N + 1) / 2 / N
-                    : linE * frac + pairFlops * k[r] * (k[r] + 1) / 2 / N;
+                    ? (linE - kvProj) * frac + pairFlops * k[r] * (causal ? (N + 1) / 2 : N) / N
+                    : linE * frac + pairFlops * k[r] * (causal ? (k[r] + 1) / 2 : k[r]) / N;
                 exact += B * perTokenLayer;
             }
             if (routing == RoutingKind.Expert)
@@ -218,12 +225,14 @@ public sealed record ModelAccounting
             UniqueOutsideRecursions = uniqueOutside,
             Capacities = cap,
             Context = context,
+            Causal = causal,
             ParamsPerLayer = perLayer,
             EmbeddingParams = embedding,
             RouterParams = routers,
             NonEmbeddingParams = nonEmbedding,
             FlopsPerTokenPaper = paper,
             FlopsPerTokenExact = exact,
+            LmHeadFlopsPerToken = 2.0 * d * V,
             KvCacheRatio = kvEntries / L,
             KvCacheRatioRecursions = kvRecursions,
             KvLayerEntriesPerToken = kvEntries,
@@ -283,7 +292,7 @@ public sealed record ModelAccounting
 /// <summary>Entry points for <see cref="ModelAccounting"/> (same functions, shorter name).</summary>
 public static class Accounting
 {
-    public static ModelAccounting Compute(ModelConfig c, int context) => ModelAccounting.Compute(c, context);
+    public static ModelAccounting Compute(ModelConfig c, int context, bool causal = true) => ModelAccounting.Compute(c, context, causal);
 
     /// <inheritdoc cref="ModelAccounting.StepsForBudget"/>
     public static long StepsForBudget(double flops, double flopsPerToken, long tokensPerStep) =>

@@ -25,6 +25,8 @@ public sealed class AttentionInputs
     /// and each group attends to its own slot. Projections and the MLP still run once over all tokens.
     /// </summary>
     public IReadOnlyList<KvCacheGroup>? CacheGroups;
+    /// <summary>False for bidirectional encoders: with no <see cref="Mask"/>, every query attends to every key.</summary>
+    public bool Causal = true;
 }
 
 /// <summary>
@@ -98,7 +100,7 @@ public sealed class Attention : nn.Module
         var kx = RepeatKv(k);                                                               // [B, H, S, hd]
         var vx = RepeatKv(v);
         var attn = mask is null
-            ? nn.functional.scaled_dot_product_attention(q, kx, vx, is_casual: t > 1)
+            ? nn.functional.scaled_dot_product_attention(q, kx, vx, is_casual: inputs.Causal && t > 1)
             : nn.functional.scaled_dot_product_attention(q, kx, vx, attn_mask: mask);
         var output = o_proj.forward(attn.transpose(1, 2).reshape(b, t, numHeads * headDim)); // [B, T, d]
         output.MoveToOuterDisposeScope();

@@ -71,7 +71,14 @@ public static class Checkpoint
         }
     }
 
-    public static string Save(string outDir, MoRForCausalLM model, AdamW optimizer, TrainerState state, Action<string>? saveTokenizer, int keepLast)
+    public static string Save(string outDir, MoRForCausalLM model, AdamW optimizer, TrainerState state, Action<string>? saveTokenizer, int keepLast) =>
+        Save(outDir, dir => WriteModelFolder(dir, model, saveTokenizer), optimizer, state, keepLast);
+
+    /// <summary>
+    /// The same atomic checkpoint for any model: <paramref name="writeModelFolder"/> writes the model's files (weights,
+    /// configs) into the folder it is given (the image/audio classifiers write their own config files).
+    /// </summary>
+    public static string Save(string outDir, Action<string> writeModelFolder, AdamW optimizer, TrainerState state, int keepLast)
     {
         string root = Folder(outDir);
         Directory.CreateDirectory(root);
@@ -81,7 +88,7 @@ public static class Checkpoint
         try
         {
             if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
-            WriteModelFolder(tmp, model, saveTokenizer);
+            writeModelFolder(tmp);
             SafeTensorsFile.Save(Path.Combine(tmp, OptimizerFile), optimizer.StateTensors());
             File.WriteAllText(Path.Combine(tmp, StateFile), JsonSerializer.Serialize(state, Json));
             if (Directory.Exists(final)) Directory.Delete(final, recursive: true);

@@ -261,7 +261,7 @@ public sealed class Trainer : IDisposable
     private static double Value(Tensor t) => t.dtype == ScalarType.Float32 ? t.item<float>() : t.to_type(ScalarType.Float32).item<float>();
 
     /// <summary>Global L2 norm of all gradients (computed in fp32), scaled down in place to <paramref name="max"/> when larger (0 = no clipping).</summary>
-    private static double ClipGradients(MoRForCausalLM model, double max)
+    public static double ClipGradients(nn.Module model, double max)
     {
         using var scope = NewDisposeScope();
         var grads = model.parameters().Select(p => p.grad).Where(g => g is not null).Select(g => g!).ToList();
