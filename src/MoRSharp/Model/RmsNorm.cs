@@ -24,6 +24,12 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)          // [..., d]
     {
+        if (x.dtype == ScalarType.Float32 && weight.dtype == ScalarType.Float32)
+        {
+            // fp32 fast path (decoding runs it per token per layer): no casts, no scope; the temporaries go to the caller's scope
+            using var rms = x.square().mean([-1L], keepdim: true).add_(eps).rsqrt_();
+            return weight * (x * rms);
+        }
         using var scope = NewDisposeScope();
         var xf = x.to_type(ScalarType.Float32);
         var variance = xf.pow(2).mean([-1L], keepdim: true);
