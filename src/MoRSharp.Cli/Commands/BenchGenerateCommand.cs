@@ -202,7 +202,7 @@ public sealed class BenchGenerateCommand : ICommand
         MoRConfig? mor = null;
         if (nr is int n)
         {
-            int block = Math.Max(1, (int)Math.Round((layers - 2) / (double)n));
+            int block = Math.Max(1, (int)Math.Ceiling((layers - 2) / (double)n));   // the paper adds layers when L − 2 is not divisible (135M N_r = 3 → 32)
             depth = 1 + block * n + 1;
             mor = new MoRConfig
             {
