@@ -7,7 +7,8 @@ namespace MoRSharp.Evaluation;
 /// <summary>
 /// Scores continuations with full (context + continuation) rows, <see cref="BatchSize"/> rows per forward pass.
 /// <para><b>Rows.</b> As lm-evaluation-harness: the row is (context ++ continuation) without its last token, truncated from
-/// the left to <see cref="MaxLength"/> tokens; the logits at the last |continuation| positions predict the continuation.</para>
+/// the left to <see cref="MaxLength"/> tokens; the logits at the last |continuation| positions predict the continuation.
+/// A continuation longer than MaxLength is scored in several rows (see <see cref="Rows"/>).</para>
 /// <para><b>Batches.</b> Requests of all groups are sorted by row length (longest first, ties in request order) so a batch
 /// holds rows of similar length, and are right-padded. The model is causal and MoR is routed with the causal rule, so a
 /// padding token after a row's last real token cannot change that row's scores (a test checks batched = unbatched).
@@ -41,17 +42,26 @@ public sealed class BatchedScorer : IContinuationScorer
         PadId = padId;
     }
 
-    private readonly record struct Row(int Group, int Index, int[] Input, int[] Continuation);
+    /// <summary>One forward-pass row: it reads <see cref="Input"/> and scores <see cref="Targets"/>, the continuation tokens
+    /// [Offset, Offset + |Targets|) of request (Group, Index), predicted at the row's last |Targets| positions.</summary>
+    private readonly record struct Row(int Group, int Index, int[] Input, int[] Targets, int Offset);
 
     public IReadOnlyList<ContinuationScore[]> Score(IReadOnlyList<RequestGroup> groups, IProgress<long>? progress = null)
     {
         var rows = new List<Row>();
-        var results = new ContinuationScore[groups.Count][];
+        var logps = new float[groups.Count][][];
+        var greedy = new bool[groups.Count][][];
         for (int g = 0; g < groups.Count; g++)
         {
             var reqs = groups[g].Requests;
-            results[g] = new ContinuationScore[reqs.Count];
-            for (int i = 0; i < reqs.Count; i++) rows.Add(new Row(g, i, InputRow(reqs[i]), reqs[i].Continuation));
+            logps[g] = new float[reqs.Count][];
+            greedy[g] = new bool[reqs.Count][];
+            for (int i = 0; i < reqs.Count; i++)
+            {
+                logps[g][i] = new float[reqs[i].Continuation.Length];
+                greedy[g][i] = new bool[reqs[i].Continuation.Length];
+                rows.AddRange(Rows(g, i, reqs[i]));
+            }
         }
         // Longest first (as the harness: the largest batch runs first, so an out-of-memory shows at once); stable for ties.
         var order = Enumerable.Range(0, rows.Count).OrderByDescending(i => rows[i].Input.Length).ThenBy(i => i).ToArray();
@@ -62,37 +72,48 @@ public sealed class BatchedScorer : IContinuationScorer
         {
             using var _ = no_grad();
             var head = HeadWeight();                                                   // [V, d]
-            long done = 0;
+            long done = 0, total = groups.Sum(g => (long)g.Requests.Count);
             foreach (var chunk in order.Chunk(BatchSize))
             {
-                ScoreBatch(chunk.Select(i => rows[i]).ToArray(), head, results);
+                ScoreBatch(chunk.Select(i => rows[i]).ToArray(), head, logps, greedy);
                 done += chunk.Length;
-                progress?.Report(done);
+                progress?.Report(total * done / rows.Count);
             }
         }
         finally { if (wasTraining) model.train(); }
+
+        var results = new ContinuationScore[groups.Count][];
+        for (int g = 0; g < groups.Count; g++)
+        {
+            results[g] = new ContinuationScore[logps[g].Length];
+            for (int i = 0; i < results[g].Length; i++)
+                results[g][i] = new ContinuationScore(logps[g][i].Sum(x => (double)x), greedy[g][i].All(x => x), logps[g][i]);
+        }
         return results;
     }
 
-    /// <summary>(context ++ continuation)[−(MaxLength+1):][:−1]: the tokens the model reads for one request.</summary>
-    private int[] InputRow(ContinuationRequest r)
+    /// <summary>
+    /// The rows of one request. Normally one, as the harness: (context ++ continuation)[−(MaxLength+1):][:−1], truncated from
+    /// the left. A continuation longer than <see cref="MaxLength"/> (which the harness does not handle) is cut, from its end,
+    /// into pieces of at most MaxLength tokens, each scored in its own row with as much preceding text as fits.
+    /// </summary>
+    private IEnumerable<Row> Rows(int group, int index, ContinuationRequest r)
     {
         if (r.Continuation.Length == 0) throw new ArgumentException("a request has an empty continuation (nothing to score)");
         if (r.Context.Length == 0) throw new ArgumentException("a request has an empty context (use EOS as the context of an empty text)");
-        if (r.Continuation.Length > MaxLength)
-            throw new ArgumentException($"a continuation of {r.Continuation.Length} tokens does not fit the model's context of {MaxLength} tokens");
-        int total = r.Length;
-        int start = Math.Max(0, total - (MaxLength + 1));                      // left truncation
-        var input = new int[total - 1 - start];
-        for (int p = 0; p < input.Length; p++)
+        int n = r.Length, first = r.Context.Length;
+        int Token(int j) => j < first ? r.Context[j] : r.Continuation[j - first];
+        for (int end = n; end > first; end -= MaxLength)                     // scores tokens [begin, end) of context ++ continuation
         {
-            int j = start + p;
-            input[p] = j < r.Context.Length ? r.Context[j] : r.Continuation[j - r.Context.Length];
+            int begin = Math.Max(first, end - MaxLength);
+            int start = Math.Max(0, end - 1 - MaxLength);                      // the row reads tokens [start, end − 1)
+            var input = new int[end - 1 - start];
+            for (int p = 0; p < input.Length; p++) input[p] = Token(start + p);
+            yield return new Row(group, index, input, r.Continuation[(begin - first)..(end - first)], begin - first);
         }
-        return input;
     }
 
-    private void ScoreBatch(Row[] batch, Tensor head, ContinuationScore[][] results)
+    private void ScoreBatch(Row[] batch, Tensor head, float[][][] logps, bool[][][] greedy)
     {
         using var scope = NewDisposeScope();
         int b = batch.Length, t = batch.Max(r => r.Input.Length);
@@ -104,11 +125,11 @@ public sealed class BatchedScorer : IContinuationScorer
         {
             var r = batch[i];
             for (int p = 0; p < r.Input.Length; p++) ids[i * t + p] = r.Input[p];
-            int first = r.Input.Length - r.Continuation.Length;                    // position predicting the first continuation token
-            for (int k = 0; k < r.Continuation.Length; k++)
+            int first = r.Input.Length - r.Targets.Length;                         // position predicting the first target
+            for (int k = 0; k < r.Targets.Length; k++)
             {
                 scored.Add((long)i * t + first + k);
-                targets.Add(r.Continuation[k]);
+                targets.Add(r.Targets[k]);
             }
         }
         var x = tensor(ids, [b, t]);                                                // [B, T]
@@ -117,22 +138,14 @@ public sealed class BatchedScorer : IContinuationScorer
         var logp = nn.functional.log_softmax(nn.functional.linear(h, head.to_type(h.dtype)).to_type(ScalarType.Float32), -1);   // [S, V]
         var target = tensor(targets.ToArray());                                     // [S]
         var tokenLogp = logp.gather(1, target.unsqueeze(1)).squeeze(1).data<float>().ToArray();   // [S]
-        var greedy = logp.argmax(-1).eq(target).data<bool>().ToArray();             // [S]
+        var isArgmax = logp.argmax(-1).eq(target).data<bool>().ToArray();           // [S]
 
         int offset = 0;
         foreach (var r in batch)
         {
-            int n = r.Continuation.Length;
-            var terms = tokenLogp.AsSpan(offset, n).ToArray();
-            double sum = 0;
-            bool all = true;
-            for (int k = 0; k < n; k++)
-            {
-                sum += terms[k];
-                all &= greedy[offset + k];
-            }
-            results[r.Group][r.Index] = new ContinuationScore(sum, all, terms);
-            offset += n;
+            Array.Copy(tokenLogp, offset, logps[r.Group][r.Index], r.Offset, r.Targets.Length);
+            Array.Copy(isArgmax, offset, greedy[r.Group][r.Index], r.Offset, r.Targets.Length);
+            offset += r.Targets.Length;
         }
     }
 

@@ -42,8 +42,8 @@ public sealed record ContinuationScore(double LogProb, bool IsGreedy, float[] To
 /// <summary>
 /// Scores continuations given contexts with a causal language model. Implementations: <see cref="BatchedScorer"/> (full
 /// context+continuation rows, several per forward pass); a KV-cache scorer can run each group's shared context once and
-/// reuse it for every choice. Requests longer than <see cref="MaxLength"/> + 1 tokens are truncated from the left (the
-/// continuation is always kept whole), as lm-evaluation-harness does.
+/// reuse it for every choice. Requests longer than <see cref="MaxLength"/> + 1 tokens are truncated from the left, as
+/// lm-evaluation-harness does; every continuation token is scored (one longer than MaxLength in several windows).
 /// </summary>
 public interface IContinuationScorer
 {

@@ -98,8 +98,28 @@ public class BatchedScorerTests
         var full = new BatchedScorer(model).Score([new RequestGroup([new ContinuationRequest(ctx, cont)])])[0][0];
         Assert.Equal(manual.LogProb, truncated.LogProb, 1e-4);
         Assert.NotEqual(full.LogProb, truncated.LogProb, 3);     // the dropped context mattered
-        Assert.Throws<ArgumentException>(() => new BatchedScorer(model, maxLength: 3).Score([new RequestGroup([new ContinuationRequest(ctx, cont)])]));
         Assert.Throws<ArgumentException>(() => new BatchedScorer(model).Score([new RequestGroup([new ContinuationRequest(ctx, [])])]));
+    }
+
+    [Fact]
+    public void A_continuation_longer_than_the_context_is_scored_in_windows_from_its_end()
+    {
+        var config = TestConfigs.Tiny("expert", context: 64);
+        using var model = new MoRForCausalLM(config, seed: 59);
+        var rng = new Random(60);
+        int[] T(int n) => Enumerable.Range(0, n).Select(_ => rng.Next(config.VocabSize)).ToArray();
+        var ctx = T(5);
+        var cont = T(10);
+        var scorer = new BatchedScorer(model, batchSize: 2, maxLength: 4);
+        var whole = scorer.Score([new RequestGroup([new ContinuationRequest(ctx, cont)])])[0][0];
+        Assert.Equal(10, whole.TokenLogProbs.Length);
+        // pieces of at most 4 tokens cut from the end — [6, 10), [2, 6), [0, 2) — each with the 4 tokens before it as context
+        var all = ctx.Concat(cont).ToArray();
+        var pieces = new[] { (0, 2), (2, 6), (6, 10) }.Select(p =>
+            scorer.Score([new RequestGroup([new ContinuationRequest(all[..(5 + p.Item1)], cont[p.Item1..p.Item2])])])[0][0]);
+        var expected = pieces.SelectMany(p => p.TokenLogProbs).ToArray();
+        for (int k = 0; k < 10; k++) Assert.Equal(expected[k], whole.TokenLogProbs[k], 1e-4);
+        Assert.Equal(expected.Sum(x => (double)x), whole.LogProb, 1e-3);
     }
 
     [Fact]
