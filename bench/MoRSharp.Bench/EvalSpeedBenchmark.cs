@@ -22,7 +22,8 @@ public static class EvalSpeedBenchmark
         string taskName = opt.Str("task", "hellaswag");
         int limit = opt.Int("limit", 2000), chunk = opt.Int("chunk", 250), threads = opt.Int("threads", Environment.ProcessorCount);
         int[] batches = opt.Ints("batches", [1, 8, 32]);
-        string dataDir = opt.Str("data-dir", Path.Combine(SharedDataPath.Locate(), "eval"));
+        string dataDir = opt.Str("data-dir", "");
+        if (dataDir.Length == 0) dataDir = Path.Combine(SharedDataPath.Locate(), "eval");
         TorchRuntime.Initialize(threads);
         var (model, tokenizer) = Checkpoint.LoadModelFolder(modelDir);
         using var _ = model;
