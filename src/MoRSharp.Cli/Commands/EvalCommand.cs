@@ -117,7 +117,7 @@ public sealed class EvalCommand : ICommand
         string root = textPath is not null && Directory.Exists(textPath) ? textPath : Path.GetDirectoryName(names[0]) ?? "";
         if (r.Parts.Count > 1)
             foreach (var (name, p) in r.Parts) Row(Path.GetRelativePath(root, name), p);
-        Row(r.Parts.Count > 1 ? $"total ({r.Parts.Count} files)" : Path.GetFileName(names[0]), total);
+        Row(r.Parts.Count > 1 ? $"total ({r.Parts.Count} files)" : Path.GetFileName(r.Parts[0].Name), total);
         stdout.WriteLine(t.ToText());
         return CommandLine.ExitOk;
     }

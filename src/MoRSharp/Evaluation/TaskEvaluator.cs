@@ -44,7 +44,7 @@ public sealed record TaskResult
     public double? Chance { get; init; }
     public required double Seconds { get; init; }
     public double ItemsPerSecond => N / Math.Max(Seconds, 1e-9);
-    /// <summary>Per item: the predicted choice by acc (and by acc_norm), for inspection.</summary>
+    /// <summary>Per item, for inspection: the choice <c>acc</c> picks (LAMBADA: 0 when the last word is the greedy continuation, −1 otherwise).</summary>
     public required int[] Predictions { get; init; }
 }
 
