@@ -13,6 +13,11 @@ public sealed record PerplexityResult(long Tokens, long Bytes, double TotalNll, 
     public double Perplexity => Math.Exp(NllPerToken);
     /// <summary>Σ NLL / ln 2 / UTF-8 bytes of the scored text.</summary>
     public double BitsPerByte => TotalNll / Math.Log(2) / Math.Max(1, Bytes);
+
+    /// <summary>Several streams scored separately, summed: tokens, bytes and NLL add up.</summary>
+    public static PerplexityResult Sum(IReadOnlyList<PerplexityResult> parts) =>
+        parts.Count == 0 ? throw new ArgumentException("nothing was scored")
+            : new(parts.Sum(p => p.Tokens), parts.Sum(p => p.Bytes), parts.Sum(p => p.TotalNll), parts[0].Window, parts[0].Stride, parts[0].Routing);
 }
 
 /// <summary>
@@ -31,6 +36,27 @@ public static class Perplexity
     {
         var ids = tokenizer.Encode(text);
         return Score(model, ids.Select(i => (long)i).ToArray(), Encoding.UTF8.GetByteCount(text), window, stride, mode, progress);
+    }
+
+    /// <summary>
+    /// Scores several streams (e.g. the files of a folder) one after another, each with its own first unscored token;
+    /// returns each stream's result and their <see cref="PerplexityResult.Sum"/>. Streams of fewer than 2 tokens are skipped.
+    /// </summary>
+    public static (PerplexityResult Total, IReadOnlyList<(string Name, PerplexityResult Result)> Parts) ScoreAll(MoRForCausalLM model,
+        IReadOnlyList<string> names, IEnumerable<PerplexityInput> inputs, int window, int stride, RoutingMode mode = RoutingMode.Causal,
+        IProgress<double>? progress = null)
+    {
+        var parts = new List<(string, PerplexityResult)>();
+        int index = 0;
+        foreach (var input in inputs)
+        {
+            int done = index++;
+            if (input.Ids.Length < 2) continue;
+            var part = new Reporting.SyncProgress<double>(f => progress?.Report((done + f) / names.Count));
+            parts.Add((input.Name, Score(model, input.Ids, input.Bytes, window, stride, mode, progress is null ? null : part)));
+        }
+        if (parts.Count == 0) throw new ArgumentException($"no input has 2 or more tokens; nothing to score ({string.Join(", ", names)})");
+        return (PerplexityResult.Sum(parts.Select(p => p.Item2).ToList()), parts);
     }
 
     public static PerplexityResult Score(MoRForCausalLM model, long[] ids, long bytes, int window, int stride,
