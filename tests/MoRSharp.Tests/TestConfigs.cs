@@ -26,4 +26,18 @@ public static class TestConfigs
     }
 
     public static ModelConfig Vanilla(int layers = 4) => Tiny(sharing: "none", blockSize: layers);
+
+    /// <summary>(routing, sharing, kv_cache) of every model kind the inference path must treat alike: vanilla, recursive, expert-
+    /// and token-choice MoR, with recursion-wise caching and recursive KV sharing.</summary>
+    public static TheoryData<string, string, string> ModelKinds => new()
+    {
+        { "none", "none", "recursion_wise" },
+        { "none", "middle_cycle", "recursion_wise" },
+        { "none", "middle_cycle", "shared" },
+        { "expert", "middle_cycle", "recursion_wise" },
+        { "expert", "cycle", "recursion_wise" },
+        { "expert", "middle_cycle", "shared" },
+        { "token", "middle_cycle", "recursion_wise" },
+        { "token", "middle_cycle", "shared" },
+    };
 }

@@ -8,17 +8,7 @@ namespace MoRSharp.Tests.Caching;
 /// <summary>Decoding with a KV cache (prefill, then one token at a time) equals one full causal forward: logits and depths.</summary>
 public class IncrementalDecodingTests
 {
-    public static TheoryData<string, string, string> Models => new()
-    {
-        { "none", "none", "recursion_wise" },
-        { "none", "middle_cycle", "recursion_wise" },
-        { "none", "middle_cycle", "shared" },
-        { "expert", "middle_cycle", "recursion_wise" },
-        { "expert", "cycle", "recursion_wise" },
-        { "expert", "middle_cycle", "shared" },
-        { "token", "middle_cycle", "recursion_wise" },
-        { "token", "middle_cycle", "shared" },
-    };
+    public static TheoryData<string, string, string> Models => TestConfigs.ModelKinds;
 
     private static MoRForCausalLM Build(string routing, string sharing, string kv, long seed)
     {

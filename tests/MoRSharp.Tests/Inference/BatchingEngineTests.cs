@@ -7,16 +7,7 @@ namespace MoRSharp.Tests.Inference;
 /// <summary>The continuous depth-wise batching engine decodes each sequence exactly as the single-sequence generator does.</summary>
 public class BatchingEngineTests
 {
-    public static TheoryData<string, string, string> Models => new()
-    {
-        { "none", "none", "recursion_wise" },
-        { "none", "middle_cycle", "recursion_wise" },
-        { "expert", "middle_cycle", "recursion_wise" },
-        { "expert", "cycle", "recursion_wise" },
-        { "expert", "middle_cycle", "shared" },
-        { "token", "middle_cycle", "recursion_wise" },
-        { "token", "middle_cycle", "shared" },
-    };
+    public static TheoryData<string, string, string> Models => TestConfigs.ModelKinds;
 
     internal static MoRForCausalLM Build(string routing, string sharing, string kv, long seed, int vocab = 257, int context = 96)
     {

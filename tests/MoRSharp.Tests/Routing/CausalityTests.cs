@@ -7,17 +7,7 @@ namespace MoRSharp.Tests.Routing;
 /// <summary>Changing tokens after position p must not change logits (or depths) at positions ≤ p under the inference rule.</summary>
 public class CausalityTests
 {
-    public static TheoryData<string, string, string> Models => new()
-    {
-        { "none", "none", "recursion_wise" },
-        { "none", "middle_cycle", "recursion_wise" },
-        { "none", "middle_cycle", "shared" },
-        { "expert", "middle_cycle", "recursion_wise" },
-        { "expert", "cycle", "recursion_wise" },
-        { "expert", "middle_cycle", "shared" },
-        { "token", "middle_cycle", "recursion_wise" },
-        { "token", "middle_cycle", "shared" },
-    };
+    public static TheoryData<string, string, string> Models => TestConfigs.ModelKinds;
 
     [Theory]
     [MemberData(nameof(Models))]
