@@ -46,6 +46,7 @@ public sealed class EvalCommand : ICommand
         new("--shots", "K", "few-shot examples per item (default 0); refused for tasks whose data has no split to draw them from"),
         new("--limit", "N", "evaluate only the first N items of each task"),
         new("--batch", "N", "rows per forward pass when scoring tasks (default 8)"),
+        new("--scorer", "shared|batched", "batched (default): full context+choice rows, several items per pass; shared: an item's shared context runs once (KV-cached), then its choices"),
         new("--seed", "S", "few-shot sampling seed (default 1234, the harness' default)"),
         new("--threads", "N", "torch threads"),
         new("--json", null, "print JSON"),
@@ -68,7 +69,7 @@ public sealed class EvalCommand : ICommand
                     (name == "--topk-routing" ? " (tasks are scored with causal routing: top-k routing would let padding and later tokens change the scores)" : ""));
             return Tasks(dir, o, stdout, stderr);
         }
-        foreach (var name in new[] { "--data-dir", "--shots", "--limit", "--batch", "--seed" })
+        foreach (var name in new[] { "--data-dir", "--shots", "--limit", "--batch", "--seed", "--scorer" })
             if (o.Has(name)) throw new UsageException($"{name} applies to --tasks");
         if (o.Has("--split") && !o.Has("--tokens")) throw new UsageException("--split applies to --tokens");
         return PerplexityRun(dir, o, stdout, stderr);
@@ -151,9 +152,15 @@ public sealed class EvalCommand : ICommand
 
         var (model, tokenizer) = Load(dir, o);
         using var _ = model;
-        var scorer = new BatchedScorer(model, batch, padId: tokenizer.EosId ?? 0);
+        string scorerName = o.Get("--scorer") ?? "batched";   // measured faster on HellaSwag here (docs/benchmarks.md)
+        IContinuationScorer scorer = scorerName switch
+        {
+            "shared" => new SharedContextScorer(model, batch),
+            "batched" => new BatchedScorer(model, batch, padId: tokenizer.EosId ?? 0),
+            _ => throw new UsageException($"--scorer: expected shared or batched, got '{scorerName}'"),
+        };
         var evaluator = new TaskEvaluator(tokenizer, scorer);
-        stderr.WriteLine($"{dir}: causal routing, batch {batch}, max length {scorer.MaxLength}, {options.Shots}-shot" +
+        stderr.WriteLine($"{dir}: causal routing, {scorerName} scorer, batch {batch}, max length {scorer.MaxLength}, {options.Shots}-shot" +
                          (options.Shots > 0 ? $" (seed {options.Seed})" : "") + (options.Limit is int l ? $", first {l} items per task" : ""));
         var results = new List<TaskResult>();
         foreach (var task in tasks)

@@ -133,6 +133,24 @@ public sealed class KvCache : IDisposable
         for (int s = 0; s < Layout.NumSlots; s++) lengths[row, s] = 0;
     }
 
+    /// <summary>Makes row <paramref name="dst"/> a copy of row <paramref name="src"/> (every slot's entries, lengths and position):
+    /// a shared prefix computed once continues independently in several rows.</summary>
+    public void CopyRow(int src, int dst)
+    {
+        if (src == dst) return;
+        for (int s = 0; s < Layout.NumSlots; s++)
+        {
+            long n = lengths[src, s];
+            if (n > 0)
+            {
+                keys[s][dst].narrow(1, 0, n).copy_(keys[s][src].narrow(1, 0, n));
+                values[s][dst].narrow(1, 0, n).copy_(values[s][src].narrow(1, 0, n));
+            }
+            lengths[dst, s] = n;
+        }
+        positions[dst] = positions[src];
+    }
+
     /// <summary>Marks <paramref name="count"/> more tokens consumed by each row (after a forward call over them).</summary>
     public void Advance(IReadOnlyList<long> rows, long count)
     {

@@ -38,6 +38,34 @@ public class BatchedScorerTests
     }
 
     [Theory]
+    [InlineData("none", "recursion_wise")]
+    [InlineData("expert", "recursion_wise")]
+    [InlineData("expert", "shared")]
+    [InlineData("token", "recursion_wise")]
+    public void Shared_context_run_once_gives_the_same_scores(string routing, string kv)
+    {
+        var config = TestConfigs.Tiny(routing);
+        config.MoR!.KvCache = kv;
+        using var model = new MoRForCausalLM(config, seed: 53);
+        var groups = RandomGroups(10, config.VocabSize, 54);
+        // WinoGrande-like: different contexts with a common prefix, one continuation
+        var rng = new Random(55);
+        int[] T(int n) => Enumerable.Range(0, n).Select(_ => rng.Next(config.VocabSize)).ToArray();
+        var prefix = T(12);
+        var cont = T(5);
+        groups.Add(new RequestGroup([new ContinuationRequest([.. prefix, .. T(3)], cont), new ContinuationRequest([.. prefix, .. T(6)], cont)]));
+        // too long for the model's 64 positions: left truncation, handled by the fallback
+        groups.Add(new RequestGroup([new ContinuationRequest(T(70), T(3)), new ContinuationRequest(T(70), T(2))]));
+        var batched = new BatchedScorer(model, batchSize: 4).Score(groups);
+        var shared = new SharedContextScorer(model).Score(groups);
+        double d = MaxDiff(batched, shared);
+        Assert.True(d < 1e-4, $"shared-context scores differ from full rows by {d}");
+        for (int g = 0; g < groups.Count; g++)
+            Assert.Equal(batched[g].Select(x => x.IsGreedy), shared[g].Select(x => x.IsGreedy));
+        Assert.Equal(12, groups[^2].SharedContextLength);
+    }
+
+    [Theory]
     [InlineData("none")]
     [InlineData("expert")]
     [InlineData("token")]
