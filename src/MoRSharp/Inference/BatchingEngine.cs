@@ -83,7 +83,13 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
     private readonly Tensor entry;      // [rows, d] token-choice: H¹, the state entering the recursions
     private readonly Tensor gates;      // [rows] expert: gate of the pending recursion; token-choice: gate of the chosen depth
 
-    private long tokensGenerated, promptTokens, completed, pendingCount;
+    private long tokensGenerated, promptTokens, completed, pendingCount, promptTokensReused;
+    // Per row: the tokens whose keys/values the row holds. A free row keeps its cache, so a request that extends them (the
+    // next turn of a conversation: earlier turns + the reply + a new message) only runs its new tokens (prefix reuse).
+    private readonly List<int>[] cachedTokens;
+
+    /// <summary>Prompt tokens that did not have to run again because a free row already held them.</summary>
+    public long PromptTokensReused => Interlocked.Read(ref promptTokensReused);
     private readonly long[] perDepth;
     private readonly Stopwatch busy = new();
     private Exception? fatal;
@@ -130,6 +136,7 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
         chosen = new int[rows];
         nextId = new int[rows];
         perDepth = new long[layout.NumRecursion + 1];
+        cachedTokens = Enumerable.Range(0, rows).Select(_ => new List<int>()).ToArray();
         forcedRng = new Random(options.ForcedDepthSeed);
         allRows = Enumerable.Range(0, rows).Select(i => (long)i).ToArray();
         model.eval();
@@ -224,22 +231,33 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
     /// <summary>Takes queued requests into free rows: prefill (one cached forward over the prompt) and the first token.</summary>
     private void Admit()
     {
-        for (int row = 0; row < phase.Length && !pending.IsEmpty; row++)
+        while (!pending.IsEmpty && phase.Any(p => p == Phase.Free))
         {
-            if (phase[row] != Phase.Free) continue;
             if (!pending.TryDequeue(out var seq)) break;
             Interlocked.Decrement(ref pendingCount);
-            if (seq.Cancel.IsCancellationRequested) { seq.Output.Writer.TryComplete(new OperationCanceledException(seq.Cancel)); row--; continue; }
+            if (seq.Cancel.IsCancellationRequested) { seq.Output.Writer.TryComplete(new OperationCanceledException(seq.Cancel)); continue; }
+            // The free row whose cached tokens are the longest prefix of this prompt (all of them, and fewer than the prompt).
+            int row = -1, reuse = -1;
+            for (int i = 0; i < phase.Length; i++)
+            {
+                if (phase[i] != Phase.Free) continue;
+                var held = cachedTokens[i];
+                int n = held.Count < seq.Prompt.Length && held.Select((t, k) => seq.Prompt[k] == t).All(x => x) ? held.Count : 0;
+                if (n > reuse) (row, reuse) = (i, n);
+            }
             seq.Budget = Math.Min(seq.Options.MaxTokens, ContextLength - seq.Prompt.Length);
             seq.StopIds = new HashSet<int>(seq.Options.StopTokenIds ?? (tokenizer.EosId is { } e ? [e] : []));
             seq.Sampler = new Sampler(seq.Options.Sampling);
             seq.Streamer = new TextStreamer(tokenizer, seq.Options.StopStrings);
             seq.History = new List<int>(seq.Prompt);
             seqs[row] = seq;
-            cache.Reset(row);
+            if (reuse > 0 && cache.Position(row) != reuse) reuse = 0;                  // defensive: the row must hold exactly those tokens
+            if (reuse == 0) { cache.Reset(row); cachedTokens[row].Clear(); }
+            cachedTokens[row].AddRange(seq.Prompt.Skip(reuse));
             Interlocked.Add(ref promptTokens, seq.Prompt.Length);
+            Interlocked.Add(ref promptTokensReused, reuse);
             using var scope = NewDisposeScope();
-            var ids = torch.tensor(seq.Prompt.Select(i => (long)i).ToArray()).unsqueeze(0);   // [1, T]
+            var ids = torch.tensor(seq.Prompt.Skip(reuse).Select(i => (long)i).ToArray()).unsqueeze(0);   // [1, T − reused]
             var output = model.Forward(ids, cache, [row]);
             int d = output.Routing.Depth is { } dd ? (int)dd[0, -1].item<long>() : layout.Recursions.Length > 0 ? layout.NumRecursion : 0;
             phase[row] = Phase.Exit;                      // so that Emit treats it like a token leaving the head
@@ -456,6 +474,7 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
         seq.Output.Writer.TryWrite(new GeneratedToken(id, piece, tokenDepth, n) { Finish = finish });
         if (finish is not null) { Release(row, null); return; }
         seq.History.Add(id);
+        cachedTokens[row].Add(id);                        // it enters the model next and writes the cache
         nextId[row] = id;
         phase[row] = Phase.Enter;
     }
@@ -468,7 +487,8 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
         seq.Sampler?.Dispose();
         seqs[row] = null;
         phase[row] = Phase.Free;
-        cache.Reset(row);
+        // A finished sequence keeps its cache for prefix reuse; an aborted one may have half-written its last token: drop it.
+        if (error is not null) { cache.Reset(row); cachedTokens[row].Clear(); }
         Interlocked.Increment(ref completed);
     }
 

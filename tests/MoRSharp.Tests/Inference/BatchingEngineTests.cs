@@ -103,4 +103,21 @@ public class BatchingEngineTests
         e = await Assert.ThrowsAsync<ArgumentException>(async () => await engine.CompleteAsync([999], Options(4)));
         Assert.Contains("outside the vocabulary", e.Message);
     }
+
+    [Fact]
+    public async Task The_next_turn_of_a_conversation_reuses_the_cached_prefix()
+    {
+        using var model = Build("expert", "middle_cycle", "recursion_wise", 45);
+        var tok = TokenizerFactory.Bytes();
+        using var engine = new BatchingEngine(model, tok, new EngineOptions { MaxBatch = 2 });
+        var first = tok.Encode("User: hi\nAssistant:");
+        var (_, reply, _) = await engine.CompleteAsync(first, Options(6));
+        var second = first.Concat(reply.Select(t => t.Id)).Concat(tok.Encode("\nUser: more\nAssistant:")).ToArray();
+        var (_, continued, _) = await engine.CompleteAsync(second, Options(6));
+        Assert.Equal(first.Length + reply.Count - 1, engine.PromptTokensReused);   // the last reply token was never fed
+        using var fresh = new BatchingEngine(model, tok, new EngineOptions { MaxBatch = 2 });
+        var (_, expected, _) = await fresh.CompleteAsync(second, Options(6));
+        Assert.Equal(expected.Select(t => (t.Id, t.Depth)), continued.Select(t => (t.Id, t.Depth)));
+        Assert.Equal(0, fresh.PromptTokensReused);
+    }
 }
