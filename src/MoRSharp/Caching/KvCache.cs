@@ -162,23 +162,6 @@ public sealed class KvCache : IDisposable
         }
     }
 
-    /// <summary>Entries held, summed over rows and slots (each entry = one token's K and V at one layer).</summary>
-    public long UsedEntries()
-    {
-        long n = 0;
-        foreach (long l in lengths) n += l;
-        return n;
-    }
-
-    /// <summary>Bytes the entries in use occupy, and bytes allocated.</summary>
-    public (long used, long allocated) Bytes()
-    {
-        long perEntry = 2L * kvHeads * headDim * DType.ElementSize();
-        long allocated = 0;
-        for (int s = 0; s < keys.Length; s++) allocated += 2 * keys[s].numel() * DType.ElementSize();
-        return (UsedEntries() * perEntry, allocated);
-    }
-
     /// <summary>
     /// Writes new keys/values for a batch of rows into <paramref name="slot"/> and returns what attention reads.
     /// <paramref name="newKeys"/>/<paramref name="newValues"/> [b, n_kv, k, hd] (post-RoPE) for b = rows.Count rows of k tokens

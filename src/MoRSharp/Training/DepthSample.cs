@@ -8,7 +8,6 @@ namespace MoRSharp.Training;
 
 /// <summary>
 /// Shows what routing does: each token of a text with the number of recursions it ran under the causal rule.
-/// (Generation here re-runs the full sequence per token; the KV-cached generator belongs to the inference layer.)
 /// </summary>
 public static class DepthSample
 {
@@ -22,27 +21,38 @@ public static class DepthSample
         return ids.Select((id, i) => (tokenizer.DecodeToken(id), depths[i])).ToList();
     }
 
-    /// <summary>Greedy continuation of <paramref name="prompt"/>; stops at EOS or <paramref name="maxTokens"/>.</summary>
+    /// <summary>Greedy continuation of <paramref name="prompt"/> with a KV cache (prefill, then one cached step per token, each
+    /// token's depth taken when it is fed); stops at EOS or <paramref name="maxTokens"/>.</summary>
     public static List<(string text, int depth)> Generate(MoRForCausalLM model, ITokenizer tokenizer, string prompt, int maxTokens)
     {
-        var ids = tokenizer.Encode(prompt).Select(i => (long)i).ToList();
+        var ids = tokenizer.Encode(prompt).ToList();
+        if (ids.Count == 0) return [];
+        int context = model.Config.MaxPositionEmbeddings;
+        if (ids.Count > context) ids = ids[..context];
+        var depths = new List<int>();
         bool wasTraining = model.training;
         model.eval();
         try
         {
             using var _ = no_grad();
-            for (int n = 0; n < maxTokens && ids.Count < model.Config.MaxPositionEmbeddings; n++)
+            using var cache = model.CreateCache(1, Math.Min(context, ids.Count + maxTokens));
+            int Step(IEnumerable<int> feed)
             {
                 using var scope = NewDisposeScope();
-                var logits = model.Forward(tensor(ids.ToArray()).unsqueeze(0), RoutingMode.Causal).Logits;   // [1, T, V]
-                long next = logits[0, -1].argmax().item<long>();
-                if (tokenizer.EosId == next) break;
+                var output = model.Forward(tensor(feed.Select(i => (long)i).ToArray()).unsqueeze(0), cache);   // [1, T, V]
+                if (output.Routing.Depth is { } d) depths.AddRange(d[0].data<long>().Select(x => (int)x));
+                else depths.AddRange(Enumerable.Repeat(0, (int)output.Logits.shape[1]));
+                return (int)output.Logits[0, -1].argmax().item<long>();
+            }
+            int next = Step(ids);
+            for (int n = 0; n < maxTokens && ids.Count < cache.MaxLength && tokenizer.EosId != next; n++)
+            {
                 ids.Add(next);
+                next = Step([next]);
             }
         }
         finally { if (wasTraining) model.train(); }
-        var depths = Depths(model, ids.ToArray());
-        return ids.Select((id, i) => (tokenizer.DecodeToken((int)id), depths[i])).ToList();
+        return ids.Select((id, i) => (tokenizer.DecodeToken(id), depths[i])).ToList();
     }
 
     private static int[] Depths(MoRForCausalLM model, long[] ids)
