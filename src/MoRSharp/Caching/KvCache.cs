@@ -178,7 +178,8 @@ public sealed class KvCache : IDisposable
         long k = newKeys.shape[2];
         var old = new long[b];
         for (int i = 0; i < b; i++) old[i] = lengths[rows[i], slot];
-        bool allRows = b == Rows && Enumerable.Range(0, b).All(i => rows[i] == i);
+        bool allRows = b == Rows;
+        for (int i = 0; i < b && allRows; i++) allRows = rows[i] == i;
         using var rowsT = allRows || b == 1 ? null : torch.tensor(rows.ToArray());
 
         long span;
@@ -187,12 +188,21 @@ public sealed class KvCache : IDisposable
             span = 0;
             for (int i = 0; i < b; i++) span = Math.Max(span, old[i] + k);
             EnsureCapacity(slot, span);
-            var kIn = newKeys.to_type(DType);                      // [b, n_kv, k, hd]
-            var vIn = newValues.to_type(DType);
-            if (b == 1)
+            var kIn = newKeys.dtype == DType ? newKeys : newKeys.to_type(DType);       // [b, n_kv, k, hd]
+            var vIn = newValues.dtype == DType ? newValues : newValues.to_type(DType);
+            bool sameStart = true;
+            for (int i = 1; i < b && sameStart; i++) sameStart = old[i] == old[0];
+            if (allRows && sameStart)
             {
-                keys[slot][rows[0]].narrow(1, old[0], k).copy_(kIn[0]);
-                values[slot][rows[0]].narrow(1, old[0], k).copy_(vIn[0]);
+                // every row, all at the same length (a batch decoding in lockstep): one strided copy, no index tensors
+                keys[slot].narrow(2, old[0], k).copy_(kIn);
+                values[slot].narrow(2, old[0], k).copy_(vIn);
+            }
+            else if (b == 1)
+            {
+                long row = rows[0];
+                (Rows == 1 ? keys[slot] : keys[slot].narrow(0, row, 1)).narrow(2, old[0], k).copy_(kIn);
+                (Rows == 1 ? values[slot] : values[slot].narrow(0, row, 1)).narrow(2, old[0], k).copy_(vIn);
             }
             else
             {

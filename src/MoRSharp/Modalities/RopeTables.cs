@@ -18,7 +18,7 @@ namespace MoRSharp.Modalities;
 public sealed class RopeTables : IDisposable
 {
     private readonly Tensor cosTable;   // [N, hd] float32
-    private readonly Tensor sinTable;   // [N, hd] float32
+    private readonly Tensor sinTable;   // [N, hd] float32, signed (RotaryEmbedding.SignedSin)
 
     public int Length { get; }
 
@@ -28,7 +28,7 @@ public sealed class RopeTables : IDisposable
         using var scope = NewDisposeScope();
         var emb = torch.cat([angles, angles], dim: -1);   // [N, hd]: pair (i, i + hd/2) shares angle i
         cosTable = emb.cos().to_type(ScalarType.Float32).DetachFromDisposeScope();
-        sinTable = emb.sin().to_type(ScalarType.Float32).DetachFromDisposeScope();
+        sinTable = RotaryEmbedding.SignedSin(emb.sin()).to_type(ScalarType.Float32).DetachFromDisposeScope();
     }
 
     private RopeTables(Tensor cos, Tensor sin)
@@ -68,7 +68,7 @@ public sealed class RopeTables : IDisposable
         return new RopeTables(t);
     }
 
-    /// <summary>cos/sin of the tokens at sequence indices [B, k] → each [B, 1, k, hd] in <paramref name="dtype"/>.</summary>
+    /// <summary>cos/signed sin of the tokens at sequence indices [B, k] → each [B, 1, k, hd] in <paramref name="dtype"/>.</summary>
     public (Tensor cos, Tensor sin) At(Tensor positions, ScalarType dtype)
     {
         long b = positions.shape[0], k = positions.shape[1];

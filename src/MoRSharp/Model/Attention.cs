@@ -6,7 +6,8 @@ namespace MoRSharp.Model;
 
 /// <summary>
 /// What one attention call needs besides its input. The queries are the T tokens passed in (in position order);
-/// <see cref="Cos"/>/<see cref="Sin"/> are their tables at their absolute positions.
+/// <see cref="Cos"/>/<see cref="Sin"/> are their tables at their absolute positions (the sine signed, as
+/// <see cref="RotaryEmbedding.At"/> returns it).
 /// </summary>
 public sealed class AttentionInputs
 {
@@ -72,8 +73,7 @@ public sealed class Attention : nn.Module
     {
         long b = x.shape[0], t = x.shape[1];
         using var scope = NewDisposeScope();
-        var q = q_proj.forward(x).view(b, t, numHeads, headDim).transpose(1, 2);            // [B, H, T, hd]
-        q = RotaryEmbedding.Apply(q, inputs.Cos, inputs.Sin);
+        var q = RotaryEmbedding.Apply(Heads(q_proj, x, numHeads), inputs.Cos, inputs.Sin);   // [B, H, T, hd]
         if (inputs.CacheGroups is { } groups) return (GroupedAttention(x, q, inputs, groups), null, null);
         Tensor k, v;                                                                        // [B, n_kv, S, hd]
         Tensor? mask = inputs.Mask;
@@ -82,8 +82,8 @@ public sealed class Attention : nn.Module
             Tensor newK = q, newV = q;   // unused when the slot is read-only
             if (c.Write)
             {
-                newK = RotaryEmbedding.Apply(k_proj.forward(x).view(b, t, numKvHeads, headDim).transpose(1, 2), inputs.Cos, inputs.Sin);
-                newV = v_proj.forward(x).view(b, t, numKvHeads, headDim).transpose(1, 2);
+                newK = RotaryEmbedding.Apply(Heads(k_proj, x, numKvHeads), inputs.Cos, inputs.Sin);
+                newV = Heads(v_proj, x, numKvHeads);
             }
             (k, v, mask) = c.Cache.Update(c.Slot, c.Rows, newK, newV, c.Counts, c.Write, c.QueryPositions);
         }
@@ -93,16 +93,15 @@ public sealed class Attention : nn.Module
         }
         else
         {
-            k = k_proj.forward(x).view(b, t, numKvHeads, headDim).transpose(1, 2);
-            k = RotaryEmbedding.Apply(k, inputs.Cos, inputs.Sin);
-            v = v_proj.forward(x).view(b, t, numKvHeads, headDim).transpose(1, 2);
+            k = RotaryEmbedding.Apply(Heads(k_proj, x, numKvHeads), inputs.Cos, inputs.Sin);
+            v = Heads(v_proj, x, numKvHeads);
         }
         var kx = RepeatKv(k);                                                               // [B, H, S, hd]
         var vx = RepeatKv(v);
         var attn = mask is null
             ? nn.functional.scaled_dot_product_attention(q, kx, vx, is_casual: inputs.Causal && t > 1)
             : nn.functional.scaled_dot_product_attention(q, kx, vx, attn_mask: mask);
-        var output = o_proj.forward(attn.transpose(1, 2).reshape(b, t, numHeads * headDim)); // [B, T, d]
+        var output = InferenceLinear.Forward(o_proj, Merge(attn, b, t));                                    // [B, T, d]
         output.MoveToOuterDisposeScope();
         if (inputs.CaptureKv && inputs.SharedKv is null)
         {
@@ -113,12 +112,25 @@ public sealed class Attention : nn.Module
         return (output, null, null);
     }
 
+    /// <summary>x [B, T, d] → proj(x) as heads [B, n, T, hd]. One token per row (decoding) needs no transpose: [B, 1, n, hd] and
+    /// [B, n, 1, hd] are the same memory, so a single view replaces view + transpose.</summary>
+    private Tensor Heads(Linear proj, Tensor x, int n)
+    {
+        long b = x.shape[0], t = x.shape[1];
+        var y = InferenceLinear.Forward(proj, x);   // may be a strided view: reshape, not view
+        return t == 1 ? y.reshape(b, n, 1, headDim) : y.reshape(b, t, n, headDim).transpose(1, 2);
+    }
+
+    /// <summary>Attention output [B, H, T, hd] → [B, T, H·hd] (a view when T = 1).</summary>
+    private Tensor Merge(Tensor attn, long b, long t) =>
+        t == 1 && attn.is_contiguous() ? attn.view(b, 1, numHeads * headDim) : attn.transpose(1, 2).reshape(b, t, numHeads * headDim);
+
     /// <summary>x [n, 1, d], q [n, H, 1, hd] (rotated) → output [n, 1, d]; each group reads and writes its own slot.</summary>
     private Tensor GroupedAttention(Tensor x, Tensor q, AttentionInputs inputs, IReadOnlyList<KvCacheGroup> groups)
     {
         long n = x.shape[0];
-        var newK = RotaryEmbedding.Apply(k_proj.forward(x).view(n, 1, numKvHeads, headDim).transpose(1, 2), inputs.Cos, inputs.Sin);  // [n, n_kv, 1, hd]
-        var newV = v_proj.forward(x).view(n, 1, numKvHeads, headDim).transpose(1, 2);
+        var newK = RotaryEmbedding.Apply(Heads(k_proj, x, numKvHeads), inputs.Cos, inputs.Sin);  // [n, n_kv, 1, hd]
+        var newV = Heads(v_proj, x, numKvHeads);
         var attn = torch.zeros_like(q);                                                     // [n, H, 1, hd]
         if (groups.Count == 1 && groups[0].Identity)
         {
@@ -127,7 +139,7 @@ public sealed class Attention : nn.Module
             var att = mask1 is null
                 ? nn.functional.scaled_dot_product_attention(q, RepeatKv(k1), RepeatKv(v1))
                 : nn.functional.scaled_dot_product_attention(q, RepeatKv(k1), RepeatKv(v1), attn_mask: mask1);
-            return o_proj.forward(att.transpose(1, 2).reshape(n, 1, numHeads * headDim)).MoveToOuterDisposeScope();
+            return InferenceLinear.Forward(o_proj, Merge(att, n, 1)).MoveToOuterDisposeScope();
         }
         foreach (var g in groups)
         {
@@ -141,8 +153,7 @@ public sealed class Attention : nn.Module
                 : nn.functional.scaled_dot_product_attention(qAll, RepeatKv(k), RepeatKv(v), attn_mask: mask);   // [rows, H, 1, hd]
             attn.index_copy_(0, g.Members, a.index_select(0, g.MemberRows));
         }
-        var output = o_proj.forward(attn.transpose(1, 2).reshape(n, 1, numHeads * headDim));
-        return output.MoveToOuterDisposeScope();
+        return InferenceLinear.Forward(o_proj, Merge(attn, n, 1)).MoveToOuterDisposeScope();
     }
 
     /// <summary>[B, n_kv, S, hd] → [B, H, S, hd]: query head j reads KV head j / (H / n_kv).</summary>

@@ -1,3 +1,4 @@
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -25,8 +26,18 @@ public sealed class DecoderLayer : nn.Module
     {
         using var scope = NewDisposeScope();
         var (attn, k, v) = self_attn.Forward(input_layernorm.forward(h), inputs);
-        var h1 = h + attn;
-        var output = h1 + mlp.forward(post_attention_layernorm.forward(h1));
+        Tensor output;
+        if (torch.is_grad_enabled())
+        {
+            var h1 = h + attn;
+            output = h1 + mlp.forward(post_attention_layernorm.forward(h1));
+        }
+        else
+        {
+            // inference: the residual adds reuse the fresh attention/MLP outputs in place (no autograd to protect; per-call cost counts when decoding)
+            var h1 = attn.add_(h);
+            output = mlp.forward(post_attention_layernorm.forward(h1)).add_(h1);
+        }
         output.MoveToOuterDisposeScope();
         k?.MoveToOuterDisposeScope();
         v?.MoveToOuterDisposeScope();

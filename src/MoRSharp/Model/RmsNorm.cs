@@ -28,7 +28,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         {
             // fp32 fast path (decoding runs it per token per layer): no casts, no scope; the temporaries go to the caller's scope
             using var rms = x.square().mean([-1L], keepdim: true).add_(eps).rsqrt_();
-            return weight * (x * rms);
+            return torch.is_grad_enabled() ? weight * (x * rms) : (x * rms).mul_(weight);
         }
         using var scope = NewDisposeScope();
         var xf = x.to_type(ScalarType.Float32);

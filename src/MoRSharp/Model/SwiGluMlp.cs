@@ -1,3 +1,4 @@
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -20,6 +21,12 @@ public sealed class SwiGluMlp : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)   // [B, T, d] → [B, T, d]
     {
+        if (!torch.is_grad_enabled())
+        {
+            using var g = InferenceLinear.Forward(gate_proj, x);    // inference: activation and product in place
+            using var u = InferenceLinear.Forward(up_proj, x);
+            return InferenceLinear.Forward(down_proj, nn.functional.silu(g, inplace: true).mul_(u));
+        }
         using var gate = nn.functional.silu(gate_proj.forward(x));
         using var up = up_proj.forward(x);
         using var prod = gate * up;

@@ -50,6 +50,7 @@ public static class TorchRuntime
             if (!_initialized)
             {
                 if (_permanentFailure is not null) throw _permanentFailure;
+                NativeAllocator.Configure();
                 LoadNativeBackend();
                 _initialized = true;
             }
@@ -74,7 +75,8 @@ public static class TorchRuntime
         }
 
         return $"TorchSharp {torchSharpVersion}, libtorch {torch.__version__} (CPU), threads {torch.get_num_threads()}, " +
-               $"interop threads {torch.get_num_interop_threads()}, {RuntimeInformation.OSDescription} {RuntimeInformation.ProcessArchitecture}";
+               $"interop threads {torch.get_num_interop_threads()}, freed memory {(NativeAllocator.KeepsFreedMemory ? "kept for reuse" : "returned to the OS")}, " +
+               $"{RuntimeInformation.OSDescription} {RuntimeInformation.ProcessArchitecture}";
     }
 
     private static void LoadNativeBackend()

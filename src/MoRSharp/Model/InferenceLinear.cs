@@ -1,0 +1,43 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MoRSharp.Model;
+
+/// <summary>
+/// x · Wᵀ for few rows (decoding) computed as (W · xᵀ)ᵀ. libtorch's CPU <c>linear</c> hands BLAS a short, wide product
+/// (m × d by d × n) that it runs far below memory speed when m is small; the same product with the operands swapped (a
+/// tall, thin n × d by d × m) streams the weight at memory speed. Measured on this project's machine with weights not in
+/// cache (decoding reads every weight once per token): 1.5–2.8× faster for the layer shapes and m = 1–4, 2–3× for the LM head
+/// for m = 2–64 (docs/benchmarks.md, "Where single-stream time goes"). A single row is padded to two because libtorch sends
+/// a one-column product down its slower matrix-vector path. The result is a transposed view ([m, n] with strides (1, m));
+/// every consumer here accepts strided input. Values equal <c>linear</c>'s up to float rounding.
+/// </summary>
+public static class InferenceLinear
+{
+    /// <summary>Rows up to which the swapped product is used for layer projections (measured better for 1–64; for 2,048 rows
+    /// — training batches — <c>linear</c> is faster).</summary>
+    public const long MaxRows = 64;
+
+    /// <summary>layer(x) for x [..., d]: the swapped product under no-grad with at most <see cref="MaxRows"/> rows, else <c>layer.forward</c>.</summary>
+    public static Tensor Forward(Linear layer, Tensor x)
+    {
+        if (torch.is_grad_enabled() || layer.bias is not null) return layer.forward(x);
+        long d = x.shape[^1];
+        if (x.numel() / Math.Max(1, d) > MaxRows) return layer.forward(x);
+        return Swapped(x, layer.weight!);
+    }
+
+    /// <summary>x [..., d] · W[n, d]ᵀ → [..., n] as (W · xᵀ)ᵀ, for any number of rows (autograd flows through it).</summary>
+    public static Tensor Swapped(Tensor x, Tensor weight)
+    {
+        long d = x.shape[^1], m = x.numel() / d, n = weight.shape[0];
+        var outShape = x.shape[..^1].Append(n).ToArray();
+        using var scope = NewDisposeScope();
+        var rows = x.reshape(m, d);                                     // [m, d]
+        if (m == 1) rows = torch.cat([rows, rows], 0);                  // [2, d]
+        var y = torch.matmul(weight, rows.t()).t();                     // [m, n], strides (1, m)
+        if (m == 1) y = y.narrow(0, 0, 1);
+        return y.view(outShape).MoveToOuterDisposeScope();
+    }
+}
