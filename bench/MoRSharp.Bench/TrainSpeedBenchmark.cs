@@ -51,6 +51,7 @@ public static class TrainSpeedBenchmark
             }
 
             // 2. bf16 mode vs fp32 on the nano model: speed (interleaved single steps) and validation loss after the same steps.
+            if (opt.Int("bf16", 1) == 0) return 0;   // --bf16 0: the fp32 utilisation only
             var nano = Presets.Get("nano-vanilla");
             double bf16Peak = MatmulPeak(ScalarType.BFloat16);
             using (var a = MakeTrainer(nano, shard, 8, 128, bf16: false, Path.Combine(tmp, "n32")))
