@@ -113,7 +113,8 @@ public sealed class Attention : nn.Module
     }
 
     /// <summary>x [B, T, d] → proj(x) as heads [B, n, T, hd]. One token per row (decoding) needs no transpose: [B, 1, n, hd] and
-    /// [B, n, 1, hd] are the same memory, so a single view replaces view + transpose.</summary>
+    /// [B, n, 1, hd] are the same memory, so one reshape replaces view + transpose (a copy only when the product came back as
+    /// a strided view that cannot be split into heads in place).</summary>
     private Tensor Heads(Linear proj, Tensor x, int n)
     {
         long b = x.shape[0], t = x.shape[1];

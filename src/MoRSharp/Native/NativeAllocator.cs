@@ -7,7 +7,7 @@ namespace MoRSharp.Native;
 /// to the kernel. By default every allocation above 128 KiB – 32 MiB is a fresh <c>mmap</c> that is unmapped on free, so
 /// a training step that allocates its 400 MB logits, their gradient and every activation again pays a page fault and a
 /// kernel page clear per 4 KiB each time: a <c>perf</c> profile of a micro training step spent about a fifth of its time
-/// there (<c>clear_page_erms</c>, page-fault handlers), and turning it off made the step 1.2–1.4× faster
+/// there (<c>clear_page_erms</c>, page-fault handlers), and turning it off made the step 1.1–1.4× faster
 /// (docs/benchmarks.md). The cost: resident memory stays at the process's peak instead of shrinking after a burst (what
 /// PyTorch users get from jemalloc/tcmalloc too). Applied once by <see cref="TorchRuntime.Initialize"/> on Linux/glibc;
 /// set <c>MORSHARP_KEEP_FREED_MEMORY=0</c> to leave malloc's defaults alone.
