@@ -157,6 +157,8 @@ public sealed class ProgressBar : IDisposable
             else
             {
                 if (drawnOnce && since < plainInterval) return;
+                // the finished count is printed once, by Dispose's final line (with elapsed time and mean rate)
+                if (Total > 0 && done >= Total && drawnOnce) return;
                 WritePlain(Format(now, final: false, ascii: true));
             }
             lastDraw = now;

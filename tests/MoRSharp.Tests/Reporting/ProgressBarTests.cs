@@ -15,6 +15,19 @@ public class ProgressBarTests
     private static string[] Lines(StringWriter w) => w.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
 
     [Fact]
+    public void PlainModePrintsTheFinishedCountOnlyOnce()
+    {
+        var clock = new FakeClock();
+        var w = new StringWriter();
+        using (var bar = new ProgressBar("bench", 4, w, interactive: false, clock: clock.Read))
+            for (int i = 1; i <= 4; i++) { clock.Advance(20); bar.Report(i); }   // every report is past the interval
+        var lines = Lines(w);
+        Assert.Equal(4, lines.Length);                                        // 1/4, 2/4, 3/4, then the final line
+        Assert.Single(lines, l => l.Contains("4/4"));
+        Assert.Contains("in 1m20s", lines[^1]);
+    }
+
+    [Fact]
     public void PlainModePrintsFirstReportThenAtMostEveryIntervalAndAFinalLine()
     {
         var clock = new FakeClock();
