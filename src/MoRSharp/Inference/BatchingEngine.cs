@@ -280,11 +280,14 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
                 h = core.Layers[layout.Coda[i]].Forward(h, Inputs(exits, rope, _ => (cache.Layout.CodaSlot(i), true))).hidden;
             var logits = model.Head(core.Norm.forward(h)).squeeze(1);                         // [m, V]
             cache.Advance(exits.Select(r => (long)r).ToArray(), 1);
+            // plain greedy rows (the common serving default) share one argmax over the batch instead of a sampler call each
+            long[]? argmax = exits.Any(r => seqs[r]!.Sampler!.IsPlainArgmax) ? logits.argmax(-1).data<long>().ToArray() : null;
             for (int k = 0; k < exits.Count; k++)
             {
                 int row = exits[k];
                 var seq = seqs[row]!;
-                Emit(row, seq.Sampler!.Next(logits[k], seq.History), depth[row]);
+                int id = seq.Sampler!.IsPlainArgmax ? (int)argmax![k] : seq.Sampler.Next(logits[k], seq.History);
+                Emit(row, id, depth[row]);
             }
         }
         Admit();

@@ -45,6 +45,10 @@ public sealed class Sampler : IDisposable
     }
 
     /// <summary>logits [V] (any float dtype) and the ids seen so far (prompt + generated) → the next id.</summary>
+    /// <summary>Greedy with no repetition penalty: the next token is the logits' argmax alone, so a caller holding many
+    /// sequences' logits can take all their argmaxes in one call (what <see cref="Next"/> would return, ties to the lowest id).</summary>
+    public bool IsPlainArgmax => generator is null && options.RepetitionPenalty == 1.0;
+
     public int Next(Tensor logits, IReadOnlyCollection<int> history)
     {
         using var scope = NewDisposeScope();
