@@ -53,11 +53,7 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
         public required GenerationOptions Options;
         public required Channel<GeneratedToken> Output;
         public required CancellationToken Cancel;
-        public Sampler? Sampler;
-        public TextStreamer? Streamer;
-        public HashSet<int> StopIds = [];
-        public List<int> History = [];
-        public int Budget, Generated;
+        public RequestState? Request;   // set when the request takes a row
         public long Enqueued;
     }
 
@@ -241,15 +237,10 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
             for (int i = 0; i < phase.Length; i++)
             {
                 if (phase[i] != Phase.Free) continue;
-                var held = cachedTokens[i];
-                int n = held.Count < seq.Prompt.Length && held.Select((t, k) => seq.Prompt[k] == t).All(x => x) ? held.Count : 0;
+                int n = RequestState.ReusablePrefix(cachedTokens[i], seq.Prompt);
                 if (n > reuse) (row, reuse) = (i, n);
             }
-            seq.Budget = Math.Min(seq.Options.MaxTokens, ContextLength - seq.Prompt.Length);
-            seq.StopIds = new HashSet<int>(seq.Options.StopTokenIds ?? (tokenizer.EosId is { } e ? [e] : []));
-            seq.Sampler = new Sampler(seq.Options.Sampling);
-            seq.Streamer = new TextStreamer(tokenizer, seq.Options.StopStrings);
-            seq.History = new List<int>(seq.Prompt);
+            var request = seq.Request = new RequestState(seq.Prompt, seq.Options, tokenizer, ContextLength);
             seqs[row] = seq;
             if (reuse > 0 && cache.Position(row) != reuse) reuse = 0;                  // defensive: the row must hold exactly those tokens
             if (reuse == 0) { cache.Reset(row); cachedTokens[row].Clear(); }
@@ -261,7 +252,7 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
             var output = model.Forward(ids, cache, [row]);
             int d = output.Routing.Depth is { } dd ? (int)dd[0, -1].item<long>() : layout.Recursions.Length > 0 ? layout.NumRecursion : 0;
             phase[row] = Phase.Exit;                      // so that Emit treats it like a token leaving the head
-            Emit(row, seq.Sampler.Next(output.Logits[0, -1], seq.History), d);
+            Emit(row, request.Sampler.Next(output.Logits[0, -1], request.History), d);
         }
     }
 
@@ -281,12 +272,12 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
             var logits = model.Head(core.Norm.forward(h)).squeeze(1);                         // [m, V]
             cache.Advance(exits.Select(r => (long)r).ToArray(), 1);
             // plain greedy rows (the common serving default) share one argmax over the batch instead of a sampler call each
-            long[]? argmax = exits.Any(r => seqs[r]!.Sampler!.IsPlainArgmax) ? logits.argmax(-1).data<long>().ToArray() : null;
+            long[]? argmax = exits.Any(r => seqs[r]!.Request!.Sampler.IsPlainArgmax) ? logits.argmax(-1).data<long>().ToArray() : null;
             for (int k = 0; k < exits.Count; k++)
             {
                 int row = exits[k];
-                var seq = seqs[row]!;
-                int id = seq.Sampler!.IsPlainArgmax ? (int)argmax![k] : seq.Sampler.Next(logits[k], seq.History);
+                var request = seqs[row]!.Request!;
+                int id = request.Sampler.IsPlainArgmax ? (int)argmax![k] : request.Sampler.Next(logits[k], request.History);
                 Emit(row, id, depth[row]);
             }
         }
@@ -460,23 +451,14 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
     private void Emit(int row, int id, int tokenDepth)
     {
         var seq = seqs[row]!;
-        int n = seq.Generated;
-        if (seq.StopIds.Contains(id))
+        var token = seq.Request!.Accept(id, tokenDepth);
+        if (token.Id >= 0)
         {
-            seq.Output.Writer.TryWrite(new GeneratedToken(-1, seq.Streamer!.Flush(), tokenDepth, n) { Finish = FinishReason.Stop });
-            Release(row, null);
-            return;
+            Interlocked.Increment(ref tokensGenerated);
+            Interlocked.Increment(ref perDepth[Math.Min(tokenDepth, perDepth.Length - 1)]);
         }
-        seq.Generated++;
-        Interlocked.Increment(ref tokensGenerated);
-        Interlocked.Increment(ref perDepth[Math.Min(tokenDepth, perDepth.Length - 1)]);
-        string piece = seq.Streamer!.Push(id);
-        FinishReason? finish = seq.Streamer.Stopped ? FinishReason.Stop
-            : seq.Generated >= seq.Budget ? FinishReason.Length : null;
-        if (finish == FinishReason.Length) piece += seq.Streamer.Flush();
-        seq.Output.Writer.TryWrite(new GeneratedToken(id, piece, tokenDepth, n) { Finish = finish });
-        if (finish is not null) { Release(row, null); return; }
-        seq.History.Add(id);
+        seq.Output.Writer.TryWrite(token);
+        if (token.Finish is not null) { Release(row, null); return; }
         cachedTokens[row].Add(id);                        // it enters the model next and writes the cache
         nextId[row] = id;
         phase[row] = Phase.Enter;
@@ -487,7 +469,7 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
         var seq = seqs[row];
         if (seq is null) return;
         seq.Output.Writer.TryComplete(error);
-        seq.Sampler?.Dispose();
+        seq.Request?.Dispose();
         seqs[row] = null;
         phase[row] = Phase.Free;
         // A finished sequence keeps its cache for prefix reuse; an aborted one may have half-written its last token: drop it.

@@ -56,52 +56,35 @@ public sealed class TextGenerator(MoRForCausalLM model, ITokenizer tokenizer, in
         await gate.WaitAsync(cancel).ConfigureAwait(false);
         try
         {
-            int budget = Math.Min(options.MaxTokens, ContextLength - prompt.Length);
-            var stopIds = new HashSet<int>(options.StopTokenIds ?? (tokenizer.EosId is { } e ? [e] : []));
-            using var ownCache = session is null ? model.CreateCache(1, prompt.Length + budget) : null;
+            using var request = new RequestState(prompt, options, tokenizer, ContextLength);
+            using var ownCache = session is null ? model.CreateCache(1, prompt.Length + request.Budget) : null;
             var cache = ownCache ?? session!.Cache;
             int reuse = 0;
             if (session is not null)
             {
-                bool prefix = session.Tokens.Count < prompt.Length && session.Tokens.Select((t, i) => prompt[i] == t).All(x => x);
-                reuse = prefix ? session.Tokens.Count : 0;
-                if (!prefix) { cache.Reset(0); session.Tokens.Clear(); }
+                reuse = RequestState.ReusablePrefix(session.Tokens, prompt);
+                if (reuse == 0) { cache.Reset(0); session.Tokens.Clear(); }
                 session.ReusedTokens = reuse;
                 session.Tokens.AddRange(prompt.Skip(reuse));
             }
-            using var sampler = new Sampler(options.Sampling);
-            var streamer = new TextStreamer(tokenizer, options.StopStrings);
-            var history = new List<int>(prompt);
             Interlocked.Add(ref promptTokens, prompt.Length);
             busy.Start();
             try
             {
-                var (next, depth) = Step(prompt[reuse..], cache, sampler, history);
-                for (int n = 0; ; n++)
+                var (next, depth) = Step(prompt[reuse..], cache, request.Sampler, request.History);
+                while (true)
                 {
                     cancel.ThrowIfCancellationRequested();
-                    if (stopIds.Contains(next))
+                    var token = request.Accept(next, depth);
+                    if (token.Id >= 0)
                     {
-                        yield return new GeneratedToken(-1, streamer.Flush(), depth, n) { Finish = FinishReason.Stop };
-                        yield break;
+                        Interlocked.Increment(ref tokensGenerated);
+                        Interlocked.Increment(ref perDepth[Math.Min(depth, perDepth.Length - 1)]);
                     }
-                    Interlocked.Increment(ref tokensGenerated);
-                    Interlocked.Increment(ref perDepth[Math.Min(depth, perDepth.Length - 1)]);
-                    string piece = streamer.Push(next);
-                    if (streamer.Stopped)
-                    {
-                        yield return new GeneratedToken(next, piece, depth, n) { Finish = FinishReason.Stop };
-                        yield break;
-                    }
-                    if (n + 1 >= budget)
-                    {
-                        yield return new GeneratedToken(next, piece + streamer.Flush(), depth, n) { Finish = FinishReason.Length };
-                        yield break;
-                    }
-                    yield return new GeneratedToken(next, piece, depth, n);
-                    history.Add(next);
+                    yield return token;
+                    if (token.Finish is not null) yield break;
                     session?.Tokens.Add(next);
-                    (next, depth) = Step([next], cache, sampler, history);
+                    (next, depth) = Step([next], cache, request.Sampler, request.History);
                 }
             }
             finally
