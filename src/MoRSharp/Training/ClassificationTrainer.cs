@@ -137,6 +137,8 @@ public sealed class ClassificationTrainer : IDisposable
         bool hasBce = false, hasZ = false;
         var recTokens = new long[numRec];
         long totalTokens = 0;
+        var mor = model.Config.Recursion;
+        long[]? load = mor.RoutingKind == RoutingKind.Token ? new long[numRec] : null;   // token-choice: tokens per depth, for the loss-free bias
         optimizer.ZeroGrad();
         for (int micro = 0; micro < accum; micro++)
         {
@@ -154,6 +156,7 @@ public sealed class ClassificationTrainer : IDisposable
             if (r.BceLoss is { } b) { bce += b.item<float>() / accum; hasBce = true; }
             if (r.ZLoss is { } zz) { z += zz.item<float>() / accum; hasZ = true; }
             for (int i = 0; i < numRec && i < r.TokensPerRecursion.Length; i++) recTokens[i] += r.TokensPerRecursion[i];
+            if (load is not null && r.LoadPerExpert is { } lp) for (int i = 0; i < numRec; i++) load[i] += lp[i];
             totalTokens += r.TotalTokens;
         }
         double gradNorm = Trainer.ClipGradients(model, options.ClipNorm);
@@ -161,6 +164,9 @@ public sealed class ClassificationTrainer : IDisposable
             throw new TrainingException($"loss {loss}, gradient norm {gradNorm} at step {state.Step + 1} (lr {lr:G3}); stopped before the update. " +
                                         $"Try a lower --lr; the last good checkpoint is in {Checkpoint.Folder(outDir)}.");
         optimizer.Update(lr);
+        // the loss-free bias moves once per optimizer step, from the load of all its micro-batches (as in the LM trainer)
+        if (load is not null && mor.BalancingKind == BalancingKind.LossFree && !mor.RandomRouter)
+            TokenChoiceRouting.UpdateBias(model.Model.RouterBias!, load, mor.BiasUpdateRate);
         state.Step++;
         state.TokensSeen += options.TokensPerStep;
         long examples = (long)options.Batch * accum;

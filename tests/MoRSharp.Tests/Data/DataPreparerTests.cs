@@ -60,7 +60,7 @@ public class DataPreparerTests
         Assert.Equal(["first doc\nsecond line", "second doc", "third doc", "fourth"], Documents(r.Train.Path));
         Assert.Equal(4, r.Train.Documents);
         Assert.Equal(0, r.Val.Documents);
-        Assert.Equal(0, ReadAll(r.Val.Path).Length);
+        Assert.Empty(ReadAll(r.Val.Path));
         Assert.Equal(2, r.Sources.Count);
         Assert.Equal(a, r.Sources[0].Path);              // sorted paths: in/a.txt before in/sub/b.txt
         long textBytes = "first doc\nsecond line".Length + "second doc".Length + "third doc".Length + "fourth".Length;

@@ -108,6 +108,29 @@ public class ClassifierCommandTests
     }
 
     [Fact]
+    public void TokenChoiceClassifier_TrainsAndMovesItsLossFreeBias()
+    {
+        var encoder = ModalityTestUtil.ImagePatch7();
+        var config = ModalityTestUtil.TinyStack(encoder, "tiny-mor-token");
+        config.Recursion.Balancing = "loss_free";
+        var data = TaskData.Load(encoder, ModalityTestUtil.Mnist);
+        var small = data.Train.Subset(Enumerable.Range(0, 32).ToArray());
+        string dir = ModalityTestUtil.TempDir("token-choice");
+        try
+        {
+            using (var t = new ClassificationTrainer(config, encoder, new TrainingOptions { Steps = 3, Batch = 16, Seq = encoder.Tokens, LearningRate = 1e-2 }, small, null, dir))
+                t.Run();
+            using var model = MoRSharp.Model.MoRForClassification.Load(dir);
+            var bias = model.Model.RouterBias!;
+            Assert.True(bias.abs().sum().item<float>() > 0, "three optimizer steps with uneven load must move the loss-free bias");
+            var losses = MetricsLog.Read(Path.Combine(dir, "metrics.jsonl")).Select(l => (double)l["loss"]!).ToArray();
+            Assert.Equal(3, losses.Length);
+            Assert.All(losses, l => Assert.True(double.IsFinite(l)));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
     public void Resume_RepeatsTheUninterruptedRun()
     {
         var encoder = ModalityTestUtil.ImagePatch7();
@@ -148,9 +171,6 @@ public class ClassifierCommandTests
             (code, _, stderr) = CliRunner.Run("train", "--task", "image-classification", "--data", ModalityTestUtil.Mnist, "--out", run, "--steps", "1", "--seq", "9");
             Assert.Equal(2, code);
             Assert.Contains("--seq does not apply to --task", stderr);
-            (code, _, stderr) = CliRunner.Run("train", "--task", "image-classification", "--data", ModalityTestUtil.Mnist, "--out", run, "--steps", "1", "--preset", "tiny-mor-token");
-            Assert.Equal(1, code);
-            Assert.Contains("token-choice is not available", stderr);
             string enc = Path.Combine(run, "encoder.json");
             File.WriteAllText(enc, """{ "task": "image-classification", "image": { "patch_size": 5 } }""");
             (code, _, stderr) = CliRunner.Run("train", "--task", "image-classification", "--data", ModalityTestUtil.Mnist, "--out", run, "--steps", "1", "--encoder", enc);

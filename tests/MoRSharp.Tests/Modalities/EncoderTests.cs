@@ -129,12 +129,32 @@ public class EncoderTests
     }
 
     [Fact]
-    public void Encoder_RefusesTokenChoice()
+    public void Encoder_TokenChoice_PaddingStaysInvisible()
     {
+        // Two images in one batch get depth sets of different sizes, so recursion r pads the smaller one; under bidirectional
+        // attention each image must still come out exactly as it does alone (where nothing is padded).
         var enc = ModalityTestUtil.ImagePatch7();
         var config = ModalityTestUtil.TinyStack(enc, "tiny-mor-token");
-        var e = Assert.Throws<ConfigException>(() => new MoRForClassification(config, enc));
-        Assert.Contains("token-choice", e.Message);
+        using var model = new MoRForClassification(config, enc, seed: 3);
+        model.eval();
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        using var gen = new Generator(11);
+        using (no_grad())   // a sharper random router, so that tokens (and the two images) spread over depths
+            foreach (var (name, p) in model.named_parameters()) if (name.StartsWith("model.router.")) p.normal_(0, 2.0, gen);
+        var x = rand(2, 1, 28, 28, generator: gen);
+        x[1, 0, ..14] = x[1, 0, ..14] * 0;                                                         // the second image: top half black
+        var (both, stats) = model.Model.Forward(x);
+        var depth = stats.Depth!;                                                                     // [2, N]
+        bool padded = Enumerable.Range(1, config.Recursion.NumRecursion - 1)
+            .Any(r => depth[0].gt(r).sum().item<long>() != depth[1].gt(r).sum().item<long>());
+        Assert.True(padded, "the two images should reach some recursion with different token counts: " + string.Join(" / ", Enumerable.Range(0, 2).Select(i => string.Join(",", Enumerable.Range(0, config.Recursion.NumRecursion).Select(r => depth[i].gt(r).sum().item<long>())))));
+        for (int i = 0; i < 2; i++)
+        {
+            var (alone, _) = model.Model.Forward(x[i..(i + 1)]);
+            double diff = (both[i..(i + 1)] - alone).abs().max().item<float>();
+            Assert.True(diff < 1e-4, $"image {i}: batched output differs from its own by {diff}");
+        }
     }
 
     [Theory]
