@@ -7,9 +7,10 @@ namespace MoRSharp.Model;
 /// <summary>
 /// x · Wᵀ for few rows (decoding) computed as (W · xᵀ)ᵀ. libtorch's CPU <c>linear</c> hands BLAS a short, wide product
 /// (m × d by d × n) that it runs far below memory speed when m is small; the same product with the operands swapped (a
-/// tall, thin n × d by d × m) streams the weight at memory speed. Measured on this project's machine with weights not in
-/// cache (decoding reads every weight once per token): 1.5–2.8× faster for the layer shapes and m = 1–4, 2–3× for the LM head
-/// for m = 2–64 (docs/benchmarks.md, "Where decode time goes on this CPU"). A single row is padded to two because libtorch sends
+/// tall, thin n × d by d × m) streams the weight faster. Measured on this project's machine with weights not in cache
+/// (decoding reads every weight once per token; `MoRSharp.Bench projection-paths`): about 2× for 4 rows, 1.1–1.3× for 32,
+/// 0.8–1.2× for a single row of a layer, and 1.5–4× for the LM head
+/// (docs/benchmarks.md, "Where decode time goes on this CPU"). A single row is padded to two because libtorch sends
 /// a one-column product down its slower matrix-vector path. The result is a transposed view ([m, n] with strides (1, m));
 /// every consumer here accepts strided input. Values equal <c>linear</c>'s up to float rounding.
 /// </summary>

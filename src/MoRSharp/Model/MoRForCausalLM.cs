@@ -261,7 +261,7 @@ public sealed class MoRForCausalLM : nn.Module
 
     /// <summary>Final hidden states [..., d] → logits [..., V] (tied to the embedding unless the config unties them).</summary>
     /// <remarks>Under no-grad (evaluation, generation) the product runs as <see cref="InferenceLinear.Swapped"/> for any number
-    /// of rows: for a vocabulary-sized weight it is 2–3× faster than <c>linear</c> for 2–64 rows and 1.6× for 2,048. With
+    /// of rows: for a vocabulary-sized weight it is 1.5–4× faster than <c>linear</c> for 1–32 rows (`projection-paths`) and 1.6× for 2,048. With
     /// autograd <c>linear</c> stays: a whole training step (forward + backward) measured 13% faster with it. The swapped
     /// product's transposed result is copied to row-major logits (a small cost next to the product): every consumer reads
     /// logits by rows (softmax over the vocabulary, a sampler per sequence), and reading a row of the transposed view

@@ -1,0 +1,56 @@
+using System.Diagnostics;
+using MoRSharp.Model;
+using MoRSharp.Native;
+using static TorchSharp.torch;
+
+namespace MoRSharp.Bench;
+
+/// <summary>
+/// `linear(x, W)` against <see cref="InferenceLinear.Swapped"/> ((W·xᵀ)ᵀ, one row padded to two) for decode-sized inputs,
+/// with the weights out of cache as in decoding (every call takes the next of several copies, together larger than the
+/// L3 cache). The two paths alternate inside each round; the table gives the median per-call time over the rounds.
+/// </summary>
+public static class ProjectionPathsBenchmark
+{
+    public static int Run(string[] args)
+    {
+        var opt = Options.Parse(args);
+        int rounds = opt.Int("rounds", 5), threads = opt.Int("threads", 2);
+        TorchRuntime.Initialize(threads);
+        using var _ = no_grad();
+        Console.WriteLine($"Projection paths, {threads} threads, weights cycled out of cache; {TorchRuntime.Describe()}");
+        Console.WriteLine();
+        Console.WriteLine("| product (fp32) | `linear(x, W)` | (W·xᵀ)ᵀ | speed-up |");
+        Console.WriteLine("|---|---:|---:|---:|");
+        foreach (var (outDim, inDim) in new[] { (768, 256), (1536, 576), (49152, 256) })
+        {
+            int copies = (int)Math.Max(2, Math.Ceiling(64e6 / (4.0 * outDim * inDim)));    // ≥ 64 MB of weights in all
+            var weights = Enumerable.Range(0, copies).Select(_ => randn(outDim, inDim)).ToArray();
+            foreach (int m in new[] { 1, 4, 32 })
+            {
+                var x = randn(m, inDim);
+                int calls = Math.Max(copies, 16), next = 0;
+                double Time(Func<Tensor, Tensor> f)
+                {
+                    var sw = Stopwatch.StartNew();
+                    for (int i = 0; i < calls; i++) { using var s = NewDisposeScope(); f(weights[next++ % copies]); }
+                    return sw.Elapsed.TotalMilliseconds * 1000 / calls;
+                }
+                Time(w => nn.functional.linear(x, w)); Time(w => InferenceLinear.Swapped(x, w));   // warm-up
+                var lin = new List<double>(); var swp = new List<double>();
+                for (int r = 0; r < rounds; r++)
+                {
+                    lin.Add(Time(w => nn.functional.linear(x, w)));
+                    swp.Add(Time(w => InferenceLinear.Swapped(x, w)));
+                }
+                double a = lin.Order().ElementAt(rounds / 2), b = swp.Order().ElementAt(rounds / 2);
+                string label = outDim == 49152 ? $"LM head [{m}, {inDim}] × [{inDim}, {outDim}]" : $"[{m}, {inDim}] × [{inDim}, {outDim}]";
+                Console.WriteLine($"| {label} | {Fmt(a)} | {Fmt(b)} | {a / b:F2}× |");
+            }
+            foreach (var w in weights) w.Dispose();
+        }
+        return 0;
+    }
+
+    private static string Fmt(double us) => us >= 1000 ? $"{us / 1000:F2} ms" : $"{us:F0} µs";
+}
