@@ -250,9 +250,8 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
             using var scope = NewDisposeScope();
             var ids = torch.tensor(seq.Prompt.Skip(reuse).Select(i => (long)i).ToArray()).unsqueeze(0);   // [1, T − reused]
             var output = model.Forward(ids, cache, [row]);
-            int d = output.Routing.Depth is { } dd ? (int)dd[0, -1].item<long>() : layout.Recursions.Length > 0 ? layout.NumRecursion : 0;
             phase[row] = Phase.Exit;                      // so that Emit treats it like a token leaving the head
-            Emit(row, request.Sampler.Next(output.Logits[0, -1], request.History), d);
+            Emit(row, request.Sampler.Next(output.Logits[0, -1], request.History), RequestState.LastTokenDepth(output, layout));
         }
     }
 

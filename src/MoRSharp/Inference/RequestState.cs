@@ -53,5 +53,10 @@ internal sealed class RequestState : IDisposable
         return held.Count;
     }
 
+    /// <summary>The recursion depth that produced the next-token logits of row 0's last position: the router's choice, all
+    /// N_r recursions for a plain recursive model, 0 for a vanilla one.</summary>
+    public static int LastTokenDepth(Model.ModelOutput output, Model.RecursionLayout layout) =>
+        output.Routing.Depth is { } d ? (int)d[0, -1].item<long>() : layout.Recursions.Length > 0 ? layout.NumRecursion : 0;
+
     public void Dispose() => Sampler.Dispose();
 }

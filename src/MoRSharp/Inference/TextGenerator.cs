@@ -105,9 +105,7 @@ public sealed class TextGenerator(MoRForCausalLM model, ITokenizer tokenizer, in
         if (model.training) model.eval();
         var input = torch.tensor(ids.Select(i => (long)i).ToArray()).unsqueeze(0);              // [1, T]
         var output = model.Forward(input, cache);
-        int depth = output.Routing.Depth is { } d ? (int)d[0, -1].item<long>() : model.Layout.NumRecursion;
-        if (model.Layout.Recursions.Length == 0) depth = 0;
-        return (sampler.Next(output.Logits[0, -1], history), depth);
+        return (sampler.Next(output.Logits[0, -1], history), RequestState.LastTokenDepth(output, model.Layout));
     }
 
     public void Dispose() => gate.Dispose();
