@@ -1,4 +1,5 @@
 using MoRSharp.Caching;
+using MoRSharp.Kernels;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -68,40 +69,30 @@ public sealed class Attention : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>x [B, T, d] → ([B, T, d], captured post-RoPE K/V [B, n_kv, T, hd] when asked).</summary>
-    public (Tensor output, Tensor? key, Tensor? value) Forward(Tensor x, AttentionInputs inputs)
+    /// <summary>x [B, T, d] → ([B, T, d], captured post-RoPE K/V [B, n_kv, T, hd] when asked). With <paramref name="norm"/>, x is
+    /// the un-normalised residual stream and the norm is applied first; with <paramref name="residual"/>, the output is
+    /// residual + attention. Under no-grad both go into the decode kernels (<see cref="SmallGemm"/>).</summary>
+    public (Tensor output, Tensor? key, Tensor? value) Forward(Tensor x, AttentionInputs inputs, RmsNorm? norm = null, Tensor? residual = null)
     {
-        long b = x.shape[0], t = x.shape[1];
+        long b = x.size(0), t = x.size(1);
         using var scope = NewDisposeScope();
-        var q = RotaryEmbedding.Apply(Heads(q_proj, x, numHeads), inputs.Cos, inputs.Sin);   // [B, H, T, hd]
-        if (inputs.CacheGroups is { } groups) return (GroupedAttention(x, q, inputs, groups), null, null);
+        bool needKv = inputs.CacheGroups is not null || (inputs.Cache is { } access ? access.Write : inputs.SharedKv is null);
+        var (q, newK, vh) = Project(x, norm, needKv, inputs);                               // q [B, H, T, hd], k/v [B, n_kv, T, hd]
+        if (inputs.CacheGroups is { } groups) return (GroupedAttention(q, newK!, vh!, inputs, groups, residual), null, null);
         Tensor k, v;                                                                        // [B, n_kv, S, hd]
         Tensor? mask = inputs.Mask;
         if (inputs.Cache is { } c)
-        {
-            Tensor newK = q, newV = q;   // unused when the slot is read-only
-            if (c.Write)
-            {
-                newK = RotaryEmbedding.Apply(Heads(k_proj, x, numKvHeads), inputs.Cos, inputs.Sin);
-                newV = Heads(v_proj, x, numKvHeads);
-            }
-            (k, v, mask) = c.Cache.Update(c.Slot, c.Rows, newK, newV, c.Counts, c.Write, c.QueryPositions);
-        }
+            (k, v, mask) = c.Cache.Update(c.Slot, c.Rows, newK ?? q, vh ?? q, c.Counts, c.Write, c.QueryPositions);   // q: unused when read-only
         else if (inputs.SharedKv is { } shared)
-        {
             (k, v) = shared;
-        }
         else
-        {
-            k = RotaryEmbedding.Apply(Heads(k_proj, x, numKvHeads), inputs.Cos, inputs.Sin);
-            v = Heads(v_proj, x, numKvHeads);
-        }
+            (k, v) = (newK!, vh!);
         var kx = RepeatKv(k);                                                               // [B, H, S, hd]
         var vx = RepeatKv(v);
         var attn = mask is null
             ? nn.functional.scaled_dot_product_attention(q, kx, vx, is_casual: inputs.Causal && t > 1)
             : nn.functional.scaled_dot_product_attention(q, kx, vx, attn_mask: mask);
-        var output = InferenceLinear.Forward(o_proj, Merge(attn, b, t));                                    // [B, T, d]
+        var output = Output(Merge(attn, b, t), residual);                                    // [B, T, d]
         output.MoveToOuterDisposeScope();
         if (inputs.CaptureKv && inputs.SharedKv is null)
         {
@@ -112,13 +103,43 @@ public sealed class Attention : nn.Module
         return (output, null, null);
     }
 
-    /// <summary>x [B, T, d] → proj(x) as heads [B, n, T, hd]. One token per row (decoding) needs no transpose: [B, 1, n, hd] and
+    /// <summary>x [B, T, d] → q [B, H, T, hd] and (when asked) k, v [B, n_kv, T, hd], with RoPE applied to q and k. Under
+    /// no-grad with the decode kernels: the norm, the three products and RoPE in one call.</summary>
+    private (Tensor q, Tensor? k, Tensor? v) Project(Tensor x, RmsNorm? norm, bool needKv, AttentionInputs inputs)
+    {
+        bool fused = (norm is null || norm.Weight.dtype == ScalarType.Float32)
+                     && (needKv ? SmallGemm.Accepts(x, q_proj.weight!, k_proj.weight!, v_proj.weight!) : SmallGemm.Accepts(x, q_proj.weight!))
+                     && SmallGemm.AcceptsRope(x, inputs.Cos, inputs.Sin, headDim);
+        if (fused)
+        {
+            Tensor[] weights = needKv ? [q_proj.weight!, k_proj.weight!, v_proj.weight!] : [q_proj.weight!];
+            var ys = SmallGemm.ProjectRotated(x, norm?.Weight, norm?.Eps ?? 0, weights, inputs.Cos, inputs.Sin, headDim, rotated: 2);
+            return (AsHeads(ys[0], numHeads), needKv ? AsHeads(ys[1], numKvHeads) : null, needKv ? AsHeads(ys[2], numKvHeads) : null);
+        }
+        var normed = norm is null ? x : norm.forward(x);
+        var q = RotaryEmbedding.Apply(Heads(q_proj, normed, numHeads), inputs.Cos, inputs.Sin);
+        if (!needKv) return (q, null, null);
+        return (q, RotaryEmbedding.Apply(Heads(k_proj, normed, numKvHeads), inputs.Cos, inputs.Sin), Heads(v_proj, normed, numKvHeads));
+    }
+
+    /// <summary>o_proj(merged) [B, T, d], plus the residual when given (one kernel call under no-grad where available).</summary>
+    private Tensor Output(Tensor merged, Tensor? residual)
+    {
+        if (residual is null) return InferenceLinear.Forward(o_proj, merged);
+        if (SmallGemm.Accepts(merged, o_proj.weight!)) return SmallGemm.ProjectAdd(merged, o_proj.weight!, residual);
+        var o = InferenceLinear.Forward(o_proj, merged);
+        return torch.is_grad_enabled() ? o + residual : o.add_(residual);
+    }
+
+    /// <summary>x [B, T, d] → proj(x) as heads [B, n, T, hd].</summary>
+    private Tensor Heads(Linear proj, Tensor x, int n) => AsHeads(InferenceLinear.Forward(proj, x), n);
+
+    /// <summary>y [B, T, n·hd] → heads [B, n, T, hd]. One token per row (decoding) needs no transpose: [B, 1, n, hd] and
     /// [B, n, 1, hd] are the same memory, so one reshape replaces view + transpose (a copy only when the product came back as
     /// a strided view that cannot be split into heads in place).</summary>
-    private Tensor Heads(Linear proj, Tensor x, int n)
+    private Tensor AsHeads(Tensor y, int n)
     {
-        long b = x.shape[0], t = x.shape[1];
-        var y = InferenceLinear.Forward(proj, x);   // may be a strided view: reshape, not view
+        long b = y.size(0), t = y.size(1);
         return t == 1 ? y.reshape(b, n, 1, headDim) : y.reshape(b, t, n, headDim).transpose(1, 2);
     }
 
@@ -126,12 +147,11 @@ public sealed class Attention : nn.Module
     private Tensor Merge(Tensor attn, long b, long t) =>
         t == 1 && attn.is_contiguous() ? attn.view(b, 1, numHeads * headDim) : attn.transpose(1, 2).reshape(b, t, numHeads * headDim);
 
-    /// <summary>x [n, 1, d], q [n, H, 1, hd] (rotated) → output [n, 1, d]; each group reads and writes its own slot.</summary>
-    private Tensor GroupedAttention(Tensor x, Tensor q, AttentionInputs inputs, IReadOnlyList<KvCacheGroup> groups)
+    /// <summary>q [n, H, 1, hd], newK [n, n_kv, 1, hd] (both rotated), newV [n, n_kv, 1, hd] → output [n, 1, d] (plus the residual when
+    /// given); each group reads and writes its own slot.</summary>
+    private Tensor GroupedAttention(Tensor q, Tensor newK, Tensor newV, AttentionInputs inputs, IReadOnlyList<KvCacheGroup> groups, Tensor? residual)
     {
-        long n = x.shape[0];
-        var newK = RotaryEmbedding.Apply(Heads(k_proj, x, numKvHeads), inputs.Cos, inputs.Sin);  // [n, n_kv, 1, hd]
-        var newV = Heads(v_proj, x, numKvHeads);
+        long n = q.shape[0];
         var attn = torch.zeros_like(q);                                                     // [n, H, 1, hd]
         if (groups.Count == 1 && groups[0].Identity)
         {
@@ -140,7 +160,7 @@ public sealed class Attention : nn.Module
             var att = mask1 is null
                 ? nn.functional.scaled_dot_product_attention(q, RepeatKv(k1), RepeatKv(v1))
                 : nn.functional.scaled_dot_product_attention(q, RepeatKv(k1), RepeatKv(v1), attn_mask: mask1);
-            return InferenceLinear.Forward(o_proj, Merge(att, n, 1)).MoveToOuterDisposeScope();
+            return Output(Merge(att, n, 1), residual).MoveToOuterDisposeScope();
         }
         foreach (var g in groups)
         {
@@ -154,7 +174,7 @@ public sealed class Attention : nn.Module
                 : nn.functional.scaled_dot_product_attention(qAll, RepeatKv(k), RepeatKv(v), attn_mask: mask);   // [rows, H, 1, hd]
             attn.index_copy_(0, g.Members, a.index_select(0, g.MemberRows));
         }
-        return InferenceLinear.Forward(o_proj, Merge(attn, n, 1)).MoveToOuterDisposeScope();
+        return Output(Merge(attn, n, 1), residual).MoveToOuterDisposeScope();
     }
 
     /// <summary>[B, n_kv, S, hd] → [B, H, S, hd]: query head j reads KV head j / (H / n_kv).</summary>

@@ -25,18 +25,21 @@ public sealed class DecoderLayer : nn.Module
     public (Tensor hidden, Tensor? key, Tensor? value) Forward(Tensor h, AttentionInputs inputs)
     {
         using var scope = NewDisposeScope();
-        var (attn, k, v) = self_attn.Forward(input_layernorm.forward(h), inputs);
         Tensor output;
+        Tensor? k, v;
         if (torch.is_grad_enabled())
         {
+            Tensor attn;
+            (attn, k, v) = self_attn.Forward(input_layernorm.forward(h), inputs);
             var h1 = h + attn;
             output = h1 + mlp.forward(post_attention_layernorm.forward(h1));
         }
         else
         {
-            // inference: the residual adds reuse the fresh attention/MLP outputs in place (no autograd to protect; per-call cost counts when decoding)
-            var h1 = attn.add_(h);
-            output = mlp.forward(post_attention_layernorm.forward(h1)).add_(h1);
+            // inference: the norms and residual adds go into the projections (fused decode kernels where the CPU has them)
+            Tensor h1;
+            (h1, k, v) = self_attn.Forward(h, inputs, input_layernorm, residual: h);
+            output = mlp.ForwardResidual(h1, post_attention_layernorm);
         }
         output.MoveToOuterDisposeScope();
         k?.MoveToOuterDisposeScope();

@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using MoRSharp.Kernels;
 using static TorchSharp.torch;
 
 namespace MoRSharp.Model;
@@ -20,10 +21,12 @@ public static class InferenceLinear
     /// — training batches — <c>linear</c> is faster).</summary>
     public const long MaxRows = 64;
 
-    /// <summary>layer(x) for x [..., d]: the swapped product under no-grad with at most <see cref="MaxRows"/> rows, else <c>layer.forward</c>.</summary>
+    /// <summary>layer(x) for x [..., d] under no-grad with at most <see cref="MaxRows"/> rows: <see cref="SmallGemm"/> where the
+    /// CPU has AVX2/FMA (a new contiguous tensor), else the swapped product (a strided view); otherwise <c>layer.forward</c>.</summary>
     public static Tensor Forward(Linear layer, Tensor x)
     {
         if (torch.is_grad_enabled() || layer.bias is not null) return layer.forward(x);
+        if (SmallGemm.Accepts(x, layer.weight!)) return SmallGemm.Matmul(x, layer.weight!);
         long d = x.shape[^1];
         if (x.numel() / Math.Max(1, d) > MaxRows) return layer.forward(x);
         return Swapped(x, layer.weight!);

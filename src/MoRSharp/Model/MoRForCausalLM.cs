@@ -1,5 +1,6 @@
 using MoRSharp.Caching;
 using MoRSharp.Config;
+using MoRSharp.Kernels;
 using MoRSharp.Routing;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -270,6 +271,7 @@ public sealed class MoRForCausalLM : nn.Module
     {
         var weight = lm_head?.weight ?? model.EmbedTokens.weight!;
         if (torch.is_grad_enabled()) return nn.functional.linear(h, weight);
+        if (SmallGemm.Accepts(h, weight)) return SmallGemm.Matmul(h, weight);
         using var swapped = InferenceLinear.Swapped(h, weight);
         return swapped.contiguous();
     }

@@ -22,6 +22,8 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 
     public Parameter Weight => weight;
 
+    public double Eps => eps;
+
     public override Tensor forward(Tensor x)          // [..., d]
     {
         if (x.dtype == ScalarType.Float32 && weight.dtype == ScalarType.Float32)

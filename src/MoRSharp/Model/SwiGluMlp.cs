@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using MoRSharp.Kernels;
 using static TorchSharp.torch;
 
 namespace MoRSharp.Model;
@@ -31,5 +32,20 @@ public sealed class SwiGluMlp : nn.Module<Tensor, Tensor>
         using var up = up_proj.forward(x);
         using var prod = gate * up;
         return down_proj.forward(prod);
+    }
+
+    /// <summary>h + mlp(norm(h)) under no-grad, for decoding: with <see cref="SmallGemm"/> two kernel calls (norm, gate, up and
+    /// SwiGLU in one; down with the residual add in the other) instead of nine tensor operations.</summary>
+    public Tensor ForwardResidual(Tensor h, RmsNorm norm)
+    {
+        if (torch.is_grad_enabled()) return h + forward(norm.forward(h));
+        if (norm.Weight.dtype == ScalarType.Float32 && SmallGemm.Accepts(h, gate_proj.weight!, up_proj.weight!))
+        {
+            using var act = SmallGemm.SwiGlu(h, norm.Weight, norm.Eps, gate_proj.weight!, up_proj.weight!);
+            if (SmallGemm.Accepts(act, down_proj.weight!)) return SmallGemm.ProjectAdd(act, down_proj.weight!, h);
+            return InferenceLinear.Forward(down_proj, act).add_(h);
+        }
+        using var normed = norm.forward(h);
+        return forward(normed).add_(h);
     }
 }
