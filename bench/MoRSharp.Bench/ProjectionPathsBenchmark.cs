@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using MoRSharp.Kernels;
 using MoRSharp.Model;
 using MoRSharp.Native;
 using static TorchSharp.torch;
@@ -6,9 +7,10 @@ using static TorchSharp.torch;
 namespace MoRSharp.Bench;
 
 /// <summary>
-/// `linear(x, W)` against <see cref="InferenceLinear.Swapped"/> ((W·xᵀ)ᵀ, one row padded to two) for decode-sized inputs,
-/// with the weights out of cache as in decoding (every call takes the next of several copies, together larger than the
-/// L3 cache). The two paths alternate inside each round; the table gives the median per-call time over the rounds.
+/// `linear(x, W)` against <see cref="InferenceLinear.Swapped"/> ((W·xᵀ)ᵀ, one row padded to two) and the decode kernel
+/// <see cref="SmallGemm.Matmul"/> for decode-sized inputs, with the weights out of cache as in decoding (every call takes
+/// the next of several copies, together larger than the L3 cache). The paths alternate inside each round; the table gives
+/// the median per-call time over the rounds, and the effective weight bandwidth of the kernel.
 /// </summary>
 public static class ProjectionPathsBenchmark
 {
@@ -20,8 +22,10 @@ public static class ProjectionPathsBenchmark
         using var _ = no_grad();
         Console.WriteLine($"Projection paths, {threads} threads, weights cycled out of cache; {TorchRuntime.Describe()}");
         Console.WriteLine();
-        Console.WriteLine("| product (fp32) | `linear(x, W)` | (W·xᵀ)ᵀ | speed-up |");
-        Console.WriteLine("|---|---:|---:|---:|");
+        bool kernel = SmallGemm.IsEnabled;
+        if (!kernel) Console.WriteLine("(decode kernels unavailable here: no AVX2/FMA, or MORSHARP_DECODE_KERNELS=0)");
+        Console.WriteLine("| product (fp32) | `linear(x, W)` | (W·xᵀ)ᵀ | `SmallGemm` | kernel vs linear | kernel vs (W·xᵀ)ᵀ | kernel GB/s |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
         foreach (var (outDim, inDim) in new[] { (768, 256), (1536, 576), (49152, 256) })
         {
             int copies = (int)Math.Max(2, Math.Ceiling(64e6 / (4.0 * outDim * inDim)));    // ≥ 64 MB of weights in all
@@ -36,16 +40,20 @@ public static class ProjectionPathsBenchmark
                     for (int i = 0; i < calls; i++) { using var s = NewDisposeScope(); f(weights[next++ % copies]); }
                     return sw.Elapsed.TotalMilliseconds * 1000 / calls;
                 }
-                Time(w => nn.functional.linear(x, w)); Time(w => InferenceLinear.Swapped(x, w));   // warm-up
-                var lin = new List<double>(); var swp = new List<double>();
+                Func<Tensor, Tensor> own = kernel ? w => SmallGemm.Matmul(x, w) : w => InferenceLinear.Swapped(x, w);
+                Time(w => nn.functional.linear(x, w)); Time(w => InferenceLinear.Swapped(x, w)); Time(own);   // warm-up
+                var lin = new List<double>(); var swp = new List<double>(); var ker = new List<double>();
                 for (int r = 0; r < rounds; r++)
                 {
                     lin.Add(Time(w => nn.functional.linear(x, w)));
                     swp.Add(Time(w => InferenceLinear.Swapped(x, w)));
+                    ker.Add(Time(own));
                 }
-                double a = lin.Order().ElementAt(rounds / 2), b = swp.Order().ElementAt(rounds / 2);
+                double a = lin.Order().ElementAt(rounds / 2), b = swp.Order().ElementAt(rounds / 2), c = ker.Order().ElementAt(rounds / 2);
                 string label = outDim == 49152 ? $"LM head [{m}, {inDim}] × [{inDim}, {outDim}]" : $"[{m}, {inDim}] × [{inDim}, {outDim}]";
-                Console.WriteLine($"| {label} | {Fmt(a)} | {Fmt(b)} | {a / b:F2}× |");
+                string k = kernel ? Fmt(c) : "–", ka = kernel ? $"{a / c:F2}×" : "–", kb = kernel ? $"{b / c:F2}×" : "–";
+                string gbs = kernel ? $"{4.0 * outDim * inDim / (c * 1e3):F1}" : "–";
+                Console.WriteLine($"| {label} | {Fmt(a)} | {Fmt(b)} | {k} | {ka} | {kb} | {gbs} |");
             }
             foreach (var w in weights) w.Dispose();
         }

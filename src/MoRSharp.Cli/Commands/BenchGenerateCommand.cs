@@ -116,8 +116,11 @@ public sealed class BenchGenerateCommand : ICommand
         using var engine = new BatchingEngine(model, tokenizer, engineOptions);
         var rng = new Random(seed);
         int eos = 0;
-        // warm-up: a few short requests (allocator, thread pool, first-call costs)
-        Task.WhenAll(Enumerable.Range(0, Math.Min(batch, 4)).Select(_ => engine.CompleteAsync([eos], Greedy(8)))).GetAwaiter().GetResult();
+        // warm-up (allocator, thread pool, first-call costs, and the JIT's tiering of the decode path, which otherwise
+        // recompiles hot methods on one of the two cores during the timed run): full batches of short requests for at least 1.5 s
+        var warm = Stopwatch.StartNew();
+        do Task.WhenAll(Enumerable.Range(0, batch).Select(_ => engine.CompleteAsync([eos], Greedy(16)))).GetAwaiter().GetResult();
+        while (warm.Elapsed.TotalSeconds < 1.5);
         int requests = batch * perRow;
         var lengths = Enumerable.Range(0, requests).Select(_ =>
             (int)Math.Clamp(Math.Round(meanTokens + meanTokens / 4.0 * Gaussian(rng)), Math.Max(2, meanTokens / 4), 2 * meanTokens)).ToArray();

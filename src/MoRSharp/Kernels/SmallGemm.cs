@@ -247,7 +247,7 @@ public static unsafe class SmallGemm
 
     // y[i, j] = Σ_k x[i, k] · w[j, k] for all i < m and j in [j0, j1).
     // Weight rows are read one after another (one sequential stream per thread: the hardware prefetcher keeps up with it,
-    // where four interleaved 1 KB rows reached only 10–11 GB/s against 16–17 GB/s). From 8 input rows on, two weight rows
+    // where four interleaved 1 KB rows reached only 10–11 GB/s against 16–17 GB/s). From 8 input rows on, three weight rows
     // share each load of the inputs, because there the arithmetic starts to count.
     // Every output is summed the same way whichever kernel computes it (one 8-lane accumulator over k, the same
     // horizontal sum, then the scalar tail), so a sequence's logits do not depend on the batch it is decoded in.
@@ -256,16 +256,13 @@ public static unsafe class SmallGemm
     {
         int j = j0;
         if (m >= 8)
-            for (; j + 2 <= j1; j += 2)
+            for (; j + 3 <= j1; j += 3)
             {
                 float* wj = w + (long)j * d;
                 int i = 0;
-                for (; i + 4 <= m; i += 4) TwoByFour(wj, x + (long)i * d, d, y + (long)i * n + j, n);
+                for (; i + 4 <= m; i += 4) ThreeByFour(wj, x + (long)i * d, d, y + (long)i * n + j, n);
                 for (; i < m; i++)
-                {
-                    y[(long)i * n + j] = Dot(wj, x + (long)i * d, d);
-                    y[(long)i * n + j + 1] = Dot(wj + d, x + (long)i * d, d);
-                }
+                    for (int r = 0; r < 3; r++) y[(long)i * n + j + r] = Dot(wj + (long)r * d, x + (long)i * d, d);
             }
         for (; j < j1; j++)
         {
@@ -296,32 +293,38 @@ public static unsafe class SmallGemm
         y[0] = s.GetElement(0); y[n] = s.GetElement(1); y[2 * n] = s.GetElement(2); y[3 * n] = s.GetElement(3);
     }
 
-    // Two weight rows against four input rows: 8 accumulators, 6 loads per 8 FMAs.
+    // Three weight rows against four input rows: 12 independent accumulators (enough to keep both FMA pipes busy through
+    // their latency), 7 loads per 12 FMAs, 16 vector registers in all.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void TwoByFour(float* w, float* x0, int d, float* y, int n)
+    private static void ThreeByFour(float* w, float* x0, int d, float* y, int n)
     {
-        float* v = w + d, x1 = x0 + d, x2 = x1 + d, x3 = x2 + d;
+        float* v = w + d, u = v + d, x1 = x0 + d, x2 = x1 + d, x3 = x2 + d;
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
         int k = 0;
         for (; k + 8 <= d; k += 8)
         {
             var p = Avx.LoadVector256(w + k);
             var q = Avx.LoadVector256(v + k);
-            var r = Avx.LoadVector256(x0 + k); a0 = Fma.MultiplyAdd(p, r, a0); b0 = Fma.MultiplyAdd(q, r, b0);
-            r = Avx.LoadVector256(x1 + k); a1 = Fma.MultiplyAdd(p, r, a1); b1 = Fma.MultiplyAdd(q, r, b1);
-            r = Avx.LoadVector256(x2 + k); a2 = Fma.MultiplyAdd(p, r, a2); b2 = Fma.MultiplyAdd(q, r, b2);
-            r = Avx.LoadVector256(x3 + k); a3 = Fma.MultiplyAdd(p, r, a3); b3 = Fma.MultiplyAdd(q, r, b3);
+            var r = Avx.LoadVector256(u + k);
+            var z = Avx.LoadVector256(x0 + k); a0 = Fma.MultiplyAdd(p, z, a0); b0 = Fma.MultiplyAdd(q, z, b0); c0 = Fma.MultiplyAdd(r, z, c0);
+            z = Avx.LoadVector256(x1 + k); a1 = Fma.MultiplyAdd(p, z, a1); b1 = Fma.MultiplyAdd(q, z, b1); c1 = Fma.MultiplyAdd(r, z, c1);
+            z = Avx.LoadVector256(x2 + k); a2 = Fma.MultiplyAdd(p, z, a2); b2 = Fma.MultiplyAdd(q, z, b2); c2 = Fma.MultiplyAdd(r, z, c2);
+            z = Avx.LoadVector256(x3 + k); a3 = Fma.MultiplyAdd(p, z, a3); b3 = Fma.MultiplyAdd(q, z, b3); c3 = Fma.MultiplyAdd(r, z, c3);
         }
         var sa = Sum4(a0, a1, a2, a3);
         var sb = Sum4(b0, b1, b2, b3);
+        var sc = Sum4(c0, c1, c2, c3);
         if (k < d)
         {
             sa = Sse.Add(sa, Tail4(w, w, w, w, x0, x1, x2, x3, k, d));
             sb = Sse.Add(sb, Tail4(v, v, v, v, x0, x1, x2, x3, k, d));
+            sc = Sse.Add(sc, Tail4(u, u, u, u, x0, x1, x2, x3, k, d));
         }
         y[0] = sa.GetElement(0); y[n] = sa.GetElement(1); y[2 * n] = sa.GetElement(2); y[3 * n] = sa.GetElement(3);
         y[1] = sb.GetElement(0); y[n + 1] = sb.GetElement(1); y[2 * n + 1] = sb.GetElement(2); y[3 * n + 1] = sb.GetElement(3);
+        y[2] = sc.GetElement(0); y[n + 2] = sc.GetElement(1); y[2 * n + 2] = sc.GetElement(2); y[3 * n + 2] = sc.GetElement(3);
     }
 
     // One weight row against one input row (single-sequence decoding and leftover rows). One accumulator chain is enough

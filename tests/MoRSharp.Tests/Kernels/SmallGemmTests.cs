@@ -21,7 +21,7 @@ public class SmallGemmTests
     [InlineData(1, 256, 192)]
     [InlineData(3, 256, 5)]       // odd rows, fewer outputs than a thread's share
     [InlineData(4, 64, 1)]        // a single output row (a router-sized product)
-    [InlineData(9, 20, 33)]       // d not a multiple of 8: the scalar tail; 8+ rows: the two-weight-row kernel
+    [InlineData(9, 20, 33)]       // d not a multiple of 8: the scalar tail; 8+ rows: the three-weight-row kernel
     [InlineData(64, 13, 1000)]    // the most rows accepted; d smaller than one vector
     [InlineData(17, 576, 1536)]
     public void Product_equals_linear(int m, int d, int n)
@@ -47,7 +47,7 @@ public class SmallGemmTests
         if (!KernelsAvailable()) return;
         using var scope = NewDisposeScope();
         using var gen = new Generator(3);
-        var x = randn(11, 100, generator: gen);   // 11 rows: four-row groups, leftovers and the two-weight-row path all run
+        var x = randn(11, 100, generator: gen);   // 11 rows: four-row groups, leftovers and the three-weight-row path all run
         var w = randn(300, 100, generator: gen);
         using var _ = no_grad();
         int threads = torch.get_num_threads();
