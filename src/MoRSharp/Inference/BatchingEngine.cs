@@ -5,6 +5,7 @@ using System.Threading.Channels;
 using MoRSharp.Caching;
 using MoRSharp.Config;
 using MoRSharp.Data.Tokenizers;
+using MoRSharp.Kernels;
 using MoRSharp.Model;
 using static TorchSharp.torch;
 
@@ -201,7 +202,7 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
                 }
                 bool freeRowAndWork = !pending.IsEmpty && active < phase.Length;
                 if (inRec > 0 && waiting < Math.Max(1, Math.Ceiling(options.ExitBatchFraction * active)) && !(freeRowAndWork && waiting > 0))
-                    RecursionStep();
+                    KernelThreads.Hold(RecursionStep);   // decode work only: keep the kernel threads awake for the step
                 else
                     ExitEnterStep();
             }
@@ -261,63 +262,69 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
     {
         ExitSteps++;
         var exits = Rows(Phase.Exit);
-        if (exits.Count > 0)
-        {
-            var members = torch.tensor(exits.Select(r => (long)r).ToArray());
-            var h = state.index_select(0, members).unsqueeze(1);                                // [m, 1, d]
-            var rope = Rope(exits);
-            for (int i = 0; i < layout.Coda.Length; i++)
-                h = core.Layers[layout.Coda[i]].Forward(h, Inputs(exits, rope, _ => (cache.Layout.CodaSlot(i), true))).hidden;
-            var logits = model.Head(core.Norm.forward(h)).squeeze(1);                         // [m, V]
-            cache.Advance(exits.Select(r => (long)r).ToArray(), 1);
-            // plain greedy rows (the common serving default) share one argmax over the batch instead of a sampler call each
-            long[]? argmax = exits.Any(r => seqs[r]!.Request!.Sampler.IsPlainArgmax) ? logits.argmax(-1).data<long>().ToArray() : null;
-            for (int k = 0; k < exits.Count; k++)
-            {
-                int row = exits[k];
-                var request = seqs[row]!.Request!;
-                int id = request.Sampler.IsPlainArgmax ? (int)argmax![k] : request.Sampler.Next(logits[k], request.History);
-                Emit(row, id, depth[row]);
-            }
-        }
-        Admit();
+        if (exits.Count > 0) KernelThreads.Hold(() => Exit(exits));
+        Admit();   // outside Hold: a prompt's prefill needs libtorch's own threads
         var enters = Rows(Phase.Enter);
-        if (enters.Count == 0) return;
+        if (enters.Count > 0) KernelThreads.Hold(() => Enter(enters));
+    }
+
+    /// <summary>Tokens that finished their recursions: unique last layers, head, sampling.</summary>
+    private void Exit(List<int> exits)
+    {
+        var members = torch.tensor(exits.Select(r => (long)r).ToArray());
+        var h = state.index_select(0, members).unsqueeze(1);                                // [m, 1, d]
+        var rope = Rope(exits);
+        for (int i = 0; i < layout.Coda.Length; i++)
+            h = core.Layers[layout.Coda[i]].Forward(h, Inputs(exits, rope, _ => (cache.Layout.CodaSlot(i), true))).hidden;
+        var logits = model.Head(core.Norm.forward(h)).squeeze(1);                         // [m, V]
+        cache.Advance(exits.Select(r => (long)r).ToArray(), 1);
+        // plain greedy rows (the common serving default) share one argmax over the batch instead of a sampler call each
+        long[]? argmax = exits.Any(r => seqs[r]!.Request!.Sampler.IsPlainArgmax) ? logits.argmax(-1).data<long>().ToArray() : null;
+        for (int k = 0; k < exits.Count; k++)
         {
-            var members = torch.tensor(enters.Select(r => (long)r).ToArray());
-            var ids = torch.tensor(enters.Select(r => (long)nextId[r]).ToArray()).unsqueeze(1);   // [m, 1]
-            var h = core.EmbedTokens.forward(ids);                                               // [m, 1, d]
-            var rope = Rope(enters);
-            for (int i = 0; i < layout.Prelude.Length; i++)
-                h = core.Layers[layout.Prelude[i]].Forward(h, Inputs(enters, rope, _ => (cache.Layout.PreludeSlot(i), true))).hidden;
-            var h2 = h.squeeze(1);                                                               // [m, d]
-            for (int k = 0; k < enters.Count; k++) { depth[enters[k]] = 0; recursion[enters[k]] = 0; }
-            switch (routing)
-            {
-                case RoutingKind.None:
-                    state.index_copy_(0, members, h2);
-                    foreach (int row in enters) phase[row] = layout.Recursions.Length > 0 ? Phase.Recursion : Phase.Exit;
-                    break;
-                case RoutingKind.Expert:
-                    state.index_copy_(0, members, h2);
-                    foreach (int row in enters) forcedDepth[row] = DrawForcedDepth();
-                    DecideExpert(enters, members, h2, 0);
-                    break;
-                case RoutingKind.Token:
-                    state.index_copy_(0, members, h2);
-                    entry.index_copy_(0, members, h2);
-                    var (_, _, expert, gate) = core.TokenRouting!.Choose(h2);                     // [m], [m]
-                    gates.index_copy_(0, members, gate);
-                    var picks = expert.data<long>().ToArray();
-                    for (int k = 0; k < enters.Count; k++)
-                    {
-                        int row = enters[k];
-                        int forced = DrawForcedDepth();
-                        chosen[row] = forced > 0 ? forced - 1 : (int)picks[k];
-                        phase[row] = Phase.Recursion;
-                    }
-                    break;
-            }
+            int row = exits[k];
+            var request = seqs[row]!.Request!;
+            int id = request.Sampler.IsPlainArgmax ? (int)argmax![k] : request.Sampler.Next(logits[k], request.History);
+            Emit(row, id, depth[row]);
+        }
+    }
+
+    /// <summary>Tokens that enter the model: embedding, unique first layers, then the router's first decision.</summary>
+    private void Enter(List<int> enters)
+    {
+        var members = torch.tensor(enters.Select(r => (long)r).ToArray());
+        var ids = torch.tensor(enters.Select(r => (long)nextId[r]).ToArray()).unsqueeze(1);   // [m, 1]
+        var h = core.EmbedTokens.forward(ids);                                               // [m, 1, d]
+        var rope = Rope(enters);
+        for (int i = 0; i < layout.Prelude.Length; i++)
+            h = core.Layers[layout.Prelude[i]].Forward(h, Inputs(enters, rope, _ => (cache.Layout.PreludeSlot(i), true))).hidden;
+        var h2 = h.squeeze(1);                                                               // [m, d]
+        for (int k = 0; k < enters.Count; k++) { depth[enters[k]] = 0; recursion[enters[k]] = 0; }
+        switch (routing)
+        {
+            case RoutingKind.None:
+                state.index_copy_(0, members, h2);
+                foreach (int row in enters) phase[row] = layout.Recursions.Length > 0 ? Phase.Recursion : Phase.Exit;
+                break;
+            case RoutingKind.Expert:
+                state.index_copy_(0, members, h2);
+                foreach (int row in enters) forcedDepth[row] = DrawForcedDepth();
+                DecideExpert(enters, members, h2, 0);
+                break;
+            case RoutingKind.Token:
+                state.index_copy_(0, members, h2);
+                entry.index_copy_(0, members, h2);
+                var (_, _, expert, gate) = core.TokenRouting!.Choose(h2);                     // [m], [m]
+                gates.index_copy_(0, members, gate);
+                var picks = expert.data<long>().ToArray();
+                for (int k = 0; k < enters.Count; k++)
+                {
+                    int row = enters[k];
+                    int forced = DrawForcedDepth();
+                    chosen[row] = forced > 0 ? forced - 1 : (int)picks[k];
+                    phase[row] = Phase.Recursion;
+                }
+                break;
         }
     }
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using MoRSharp.Data.Tokenizers;
+using MoRSharp.Kernels;
 using MoRSharp.Model;
 using static TorchSharp.torch;
 
@@ -103,9 +104,17 @@ public sealed class TextGenerator(MoRForCausalLM model, ITokenizer tokenizer, in
         using var _ = no_grad();
         using var scope = NewDisposeScope();
         if (model.training) model.eval();
-        var input = torch.tensor(ids.Select(i => (long)i).ToArray()).unsqueeze(0);              // [1, T]
-        var output = model.Forward(input, cache);
-        return (sampler.Next(output.Logits[0, -1], history), RequestState.LastTokenDepth(output, model.Layout));
+        (int next, int depth) result = default;
+        void Run()
+        {
+            var input = torch.tensor(ids.Select(i => (long)i).ToArray()).unsqueeze(0);          // [1, T]
+            var output = model.Forward(input, cache);
+            result = (sampler.Next(output.Logits[0, -1], history), RequestState.LastTokenDepth(output, model.Layout));
+        }
+        // one new token: decode work, so keep the kernel threads awake for it; a prompt's prefill runs on libtorch's threads
+        if (ids.Length == 1) KernelThreads.Hold(Run);
+        else Run();
+        return result;
     }
 
     public void Dispose() => gate.Dispose();

@@ -11,11 +11,13 @@ namespace MoRSharp.Kernels;
 /// decode step 4–5× slower than libtorch alone (65–75 ms instead of 12–15), and only
 /// <c>OMP_WAIT_POLICY=PASSIVE</c> brought it back. Sharing the team (the same thread that calls libtorch calls
 /// <c>GOMP_parallel</c>, and libgomp keeps one pool per calling thread) has no such contention.</para>
+/// <para><see cref="Hold"/> keeps the team open across a whole decoding step, for processes where libgomp's
+/// workers would otherwise fall asleep between calls.</para>
 /// <para>Parts are claimed from a counter, so which thread runs which part does not matter; every output belongs to
 /// exactly one part and the split depends only on the shape, so results do not depend on the thread count. Without
 /// libgomp (other platforms, other OpenMP runtimes) the parts run one after another on the calling thread.</para>
 /// </summary>
-internal static unsafe class KernelThreads
+public static unsafe class KernelThreads
 {
     private static readonly delegate* unmanaged<delegate* unmanaged<void*, void>, void*, uint, uint, void> GompParallel = FindGompParallel();
 
@@ -23,8 +25,13 @@ internal static unsafe class KernelThreads
     public static bool UsesOpenMpTeam => GompParallel != null;
 
     /// <summary>Runs <paramref name="fn"/>(job, p, parts) for p in [0, parts), on up to <paramref name="threads"/> threads; returns when all are done.</summary>
-    public static void Run(delegate*<in KernelJob, int, int, void> fn, in KernelJob job, int parts, int threads)
+    internal static void Run(delegate*<in KernelJob, int, int, void> fn, in KernelJob job, int parts, int threads)
     {
+        if (_held is { } team && parts > 1)
+        {
+            team.Run(fn, job, parts);
+            return;
+        }
         if (threads <= 1 || parts <= 1 || GompParallel == null)
         {
             for (int p = 0; p < parts; p++) fn(job, p, parts);
@@ -32,6 +39,123 @@ internal static unsafe class KernelThreads
         }
         var state = new TeamState { Fn = fn, Job = job, Parts = parts, Next = 0 };
         GompParallel(&TeamEntry, &state, (uint)Math.Min(threads, parts), 0);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="body"/> on the calling thread with the OpenMP team held open: the team's other threads wait for
+    /// kernel parts in a spin loop (yielding the core now and then) until the body returns. For decoding steps, where a
+    /// kernel call comes every few tens of microseconds: once a process has more libgomp threads than cores (two threads
+    /// that each ran a parallel libtorch operation are enough), libgomp's workers sleep almost at once after a parallel
+    /// region, and waking them for every projection cost about 20% of a micro decode step (measured with a bare decode loop,
+    /// alternating runs with and without a second thread that had run one parallel operation). Inside the body libtorch's
+    /// own operations run single-threaded (they are in a parallel region), so the body should be decode work whose large
+    /// products go through <see cref="SmallGemm"/>, not a long prompt's prefill. Exceptions from the body are rethrown here.
+    /// Nested calls, one thread, or no libgomp: the body simply runs.
+    /// </summary>
+    public static void Hold(Action body)
+    {
+        int threads = TorchSharp.torch.get_num_threads();
+        if (_held is not null || GompParallel == null || threads <= 1 || !SmallGemm.IsEnabled)
+        {
+            body();
+            return;
+        }
+        var team = new HeldTeam(body, Environment.CurrentManagedThreadId);
+        var handle = GCHandle.Alloc(team);
+        try
+        {
+            GompParallel(&HoldEntry, (void*)GCHandle.ToIntPtr(handle), (uint)threads, 0);
+        }
+        finally
+        {
+            handle.Free();
+        }
+        team.Error?.Throw();
+    }
+
+    [ThreadStatic] private static HeldTeam? _held;
+
+    // Every team thread enters here once per Hold: the caller's thread runs the body, the others serve kernel parts.
+    [UnmanagedCallersOnly]
+    private static void HoldEntry(void* data)
+    {
+        var team = (HeldTeam)GCHandle.FromIntPtr((IntPtr)data).Target!;
+        if (Environment.CurrentManagedThreadId != team.Owner)
+        {
+            team.Serve();
+            return;
+        }
+        _held = team;
+        try
+        {
+            team.Body();
+        }
+        catch (Exception e)
+        {
+            team.Error = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e);
+        }
+        finally
+        {
+            _held = null;
+            team.Finish();
+        }
+    }
+
+    /// <summary>A team held open by <see cref="Hold"/>: the owner posts jobs, the other threads claim their parts.</summary>
+    private sealed class HeldTeam(Action body, int owner)
+    {
+        public readonly Action Body = body;
+        public readonly int Owner = owner;
+        public System.Runtime.ExceptionServices.ExceptionDispatchInfo? Error;
+        private volatile Job? current;
+        private volatile bool finished;
+
+        // One kernel call. A new object per call, so a thread that wakes late can only find its parts already claimed.
+        private sealed class Job(delegate*<in KernelJob, int, int, void> fn, KernelJob operands, int parts)
+        {
+            public readonly delegate*<in KernelJob, int, int, void> Fn = fn;
+            public readonly KernelJob Operands = operands;
+            public readonly int Parts = parts;
+            public int Next, Done;
+
+            public void Work()
+            {
+                int p;
+                while ((p = Interlocked.Increment(ref Next) - 1) < Parts)
+                {
+                    Fn(Operands, p, Parts);
+                    Interlocked.Increment(ref Done);
+                }
+            }
+        }
+
+        public void Run(delegate*<in KernelJob, int, int, void> fn, in KernelJob operands, int parts)
+        {
+            var job = new Job(fn, operands, parts);
+            current = job;
+            job.Work();
+            var spin = new SpinWait();
+            while (Volatile.Read(ref job.Done) < parts) spin.SpinOnce(sleep1Threshold: -1);
+        }
+
+        public void Finish() => finished = true;
+
+        public void Serve()
+        {
+            Job? seen = null;
+            var spin = new SpinWait();
+            while (!finished)
+            {
+                var job = current;
+                if (job is not null && !ReferenceEquals(job, seen))
+                {
+                    seen = job;
+                    job.Work();
+                    spin.Reset();
+                }
+                else spin.SpinOnce(sleep1Threshold: -1);
+            }
+        }
     }
 
     private struct TeamState

@@ -133,4 +133,29 @@ public class SmallGemmTests
         Assert.False(SmallGemm.Accepts(randn(2, 16), randn(16, 8).t()));         // a transposed (non-contiguous) weight
         Assert.False(SmallGemm.Accepts(randn(2, 15), w));                       // width mismatch
     }
+
+    [Fact]
+    public void A_held_team_computes_the_same_bits_and_passes_exceptions_to_the_caller()
+    {
+        if (!KernelsAvailable()) return;
+        using var scope = NewDisposeScope();
+        using var gen = new Generator(21);
+        var x = randn(6, 96, generator: gen);
+        var w = randn(700, 96, generator: gen);
+        using var _ = no_grad();
+        var outside = SmallGemm.Matmul(x, w);
+        Tensor? inside = null, nested = null;
+        int owner = Environment.CurrentManagedThreadId, ranOn = -1;
+        KernelThreads.Hold(() =>
+        {
+            ranOn = Environment.CurrentManagedThreadId;
+            inside = SmallGemm.Matmul(x, w);
+            KernelThreads.Hold(() => nested = SmallGemm.Matmul(x, w));   // nested: just runs
+        });
+        Assert.Equal(owner, ranOn);                                       // the body runs on the caller's thread (its scopes, grad mode)
+        Assert.True(Same(outside, inside!) && Same(outside, nested!));
+        var e = Assert.Throws<InvalidOperationException>(() => KernelThreads.Hold(() => throw new InvalidOperationException("from the body")));
+        Assert.Equal("from the body", e.Message);
+        Assert.True(Same(outside, SmallGemm.Matmul(x, w)));              // the team is usable after a failed body
+    }
 }
