@@ -7,7 +7,7 @@ namespace MoRSharp.Kernels;
 /// Runs the parts of a decode kernel (<see cref="SmallGemm"/>) on libtorch's own OpenMP thread team, by calling the
 /// GNU OpenMP entry point <c>GOMP_parallel</c> of the libgomp that libtorch loaded.
 /// <para>Why not our own threads: libtorch's OpenMP workers keep spinning for a while after each parallel operation, so
-/// a second set of threads competes with them for the two cores. Measured on the micro shape: a resident .NET worker made a
+/// a second set of threads competes with them for the two cores. Measured on the micro shape (scratch program): a resident .NET worker made a
 /// decode step 4–5× slower than libtorch alone (65–75 ms instead of 12–15), and only
 /// <c>OMP_WAIT_POLICY=PASSIVE</c> brought it back. Sharing the team (the same thread that calls libtorch calls
 /// <c>GOMP_parallel</c>, and libgomp keeps one pool per calling thread) has no such contention.</para>

@@ -14,6 +14,8 @@ namespace MoRSharp.Model;
 /// (docs/benchmarks.md, "Where decode time goes on this CPU"). A single row is padded to two because libtorch sends
 /// a one-column product down its slower matrix-vector path. The result is a transposed view ([m, n] with strides (1, m));
 /// every consumer here accepts strided input. Values equal <c>linear</c>'s up to float rounding.
+/// Where the CPU has AVX2/FMA, <see cref="SmallGemm"/> (MoRSharp's own decode kernels) takes these products instead, and
+/// the swapped product remains the path for other CPUs and for LM-head calls with more than 64 rows.
 /// </summary>
 public static class InferenceLinear
 {
