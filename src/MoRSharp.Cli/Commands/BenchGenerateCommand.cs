@@ -32,6 +32,7 @@ public sealed class BenchGenerateCommand : ICommand
         new("--tokens", "N", "mean tokens generated per request (normal, sd N/4; default 128); prompts are a single EOS token"),
         new("--requests-per-row", "R", "requests per batch row, so finished rows are refilled from the queue (default 2)"),
         new("--exit", "uniform|router", "MoR exit depths: uniform over 1..N_r (= the default capacities N_r/N_r … 1/N_r; default), or the random routers' own decisions"),
+        new("--exit-batch-fraction", "F", "exited tokens wait for the head until they are this fraction of the sequences in flight, 0–1 (default 0.75)"),
         new("--rounds", "R", "repeat the whole interleaved sweep R times and report the median (default 1)"),
         new("--seed", "S", "seed of weights, lengths and exit draws (default 1)"),
         new("--soak", "N", "instead: generate N tokens in a loop (MoR-3, batch 8, rows refilled) and print resident memory every N/10 tokens"),
@@ -57,6 +58,9 @@ public sealed class BenchGenerateCommand : ICommand
         int seed = o.GetInt("--seed") ?? 1;
         string exit = o.Get("--exit") ?? "uniform";
         if (exit is not ("uniform" or "router")) throw new UsageException($"--exit: expected uniform or router, got '{exit}'");
+        double exitFraction = o.GetDouble("--exit-batch-fraction") ?? new EngineOptions().ExitBatchFraction;
+        if (exitFraction is < 0 or > 1 || double.IsNaN(exitFraction))
+            throw new UsageException($"--exit-batch-fraction: expected a number from 0 to 1, got {exitFraction.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
         TorchRuntime.Initialize(o.GetInt("--threads", 1));
         int context = Math.Min(2048, 2 * meanTokens + 8);
         if (o.GetInt("--soak", 100) is int soak) return Soak(shape, soak, meanTokens, context, seed, stdout, stderr);
@@ -96,7 +100,7 @@ public sealed class BenchGenerateCommand : ICommand
                     foreach (var (name, batch, label) in order)
                     {
                         var v = variants.First(x => x.Name == name);
-                        all.Add(RunOne(models[name], tokenizer, v, batch, label, meanTokens, perRow, exit, seed + round, context));
+                        all.Add(RunOne(models[name], tokenizer, v, batch, label, meanTokens, perRow, exit, exitFraction, seed + round, context));
                         bar.Report(++done);
                     }
                 }
@@ -109,10 +113,10 @@ public sealed class BenchGenerateCommand : ICommand
     }
 
     private static Result RunOne(MoRForCausalLM model, ITokenizer tokenizer, Variant v, int batch, string label, int meanTokens,
-        int perRow, string exit, int seed, int context)
+        int perRow, string exit, double exitFraction, int seed, int context)
     {
         double[]? forced = v.NumRecursion > 0 && exit != "router" ? Enumerable.Repeat(1.0, v.NumRecursion).ToArray() : null;
-        var engineOptions = new EngineOptions { MaxBatch = batch, MaxQueue = batch * perRow + 1, ContextLength = context, ForcedDepthDistribution = forced, ForcedDepthSeed = seed };
+        var engineOptions = new EngineOptions { MaxBatch = batch, MaxQueue = batch * perRow + 1, ContextLength = context, ForcedDepthDistribution = forced, ForcedDepthSeed = seed, ExitBatchFraction = exitFraction };
         using var engine = new BatchingEngine(model, tokenizer, engineOptions);
         var rng = new Random(seed);
         int eos = 0;

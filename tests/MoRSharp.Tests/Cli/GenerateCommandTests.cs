@@ -114,4 +114,15 @@ public class GenerateCommandTests : IDisposable
         Assert.True(mor.GetProperty("kv_bytes_per_token").GetDouble() < van.GetProperty("kv_bytes_per_token").GetDouble());
         Assert.All(results, r => Assert.True(r.GetProperty("tokens_per_second").GetDouble() > 0));
     }
+
+    [Theory]
+    [InlineData("1.5")]
+    [InlineData("-0.1")]
+    [InlineData("half")]
+    public void Bench_generate_refuses_an_exit_batch_fraction_outside_0_to_1(string value)
+    {
+        var (code, _, stderr) = CliRunner.Run("bench", "generate", "--exit-batch-fraction", value);
+        Assert.NotEqual(0, code);
+        Assert.Contains("--exit-batch-fraction", stderr);
+    }
 }
