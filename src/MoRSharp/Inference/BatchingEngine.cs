@@ -438,10 +438,11 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
             foreach (var t in grp) { counts[t.row] = 1; qpos[t.row] = cache.Position(t.row); }
             var (slot, writes) = grp.Key;
             bool identity = grp.Count() == cache.Rows && grp.All(t => t.row == t.k);
+            // identity (every row, in row order): attention reads the slot directly, so no index tensors are built
             groups.Add(new KvCacheGroup(
                 new KvCacheAccess(cache, slot, allRows, counts, writes, writes ? null : torch.tensor(qpos).unsqueeze(1)),
-                torch.tensor(grp.Select(t => (long)t.k).ToArray()),
-                torch.tensor(grp.Select(t => (long)t.row).ToArray())) { Identity = identity });
+                identity ? null : torch.tensor(grp.Select(t => (long)t.k).ToArray()),
+                identity ? null : torch.tensor(grp.Select(t => (long)t.row).ToArray())) { Identity = identity });
         }
         return new AttentionInputs { Cos = rope.cos, Sin = rope.sin, CacheGroups = groups };
     }

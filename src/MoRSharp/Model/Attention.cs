@@ -36,9 +36,9 @@ public sealed class AttentionInputs
 /// cache rows. <see cref="Access"/> covers every cache row (counts 1 for member rows, 0 otherwise): attention runs over all
 /// rows as a view of the cache — cheaper than copying the members' rows out — and only the members' outputs are kept.
 /// </summary>
-public sealed record KvCacheGroup(KvCacheAccess Access, Tensor Members, Tensor MemberRows)
+public sealed record KvCacheGroup(KvCacheAccess Access, Tensor? Members, Tensor? MemberRows)
 {
-    /// <summary>Token i of the call is cache row i, for every row: no scatter/gather needed.</summary>
+    /// <summary>Token i of the call is cache row i, for every row: no scatter/gather needed (and the index tensors may be null).</summary>
     public bool Identity { get; init; }
 }
 
@@ -168,6 +168,8 @@ public sealed class Attention : nn.Module
         var attn = torch.zeros_like(q);                                                     // [n, H, 1, hd]
         foreach (var g in groups)
         {
+            if (g.Members is null || g.MemberRows is null)
+                throw new ArgumentException("a cache group that is not the identity needs its member index tensors", nameof(inputs));
             long rows = g.Access.Cache.Rows;
             var qAll = torch.zeros(rows, numHeads, 1, headDim, dtype: q.dtype).index_copy_(0, g.MemberRows, q.index_select(0, g.Members));
             var kAll = torch.zeros(rows, numKvHeads, 1, headDim, dtype: q.dtype).index_copy_(0, g.MemberRows, newK.index_select(0, g.Members));
