@@ -24,6 +24,7 @@ public static class ProjectionPathsBenchmark
         Console.WriteLine();
         bool kernel = SmallGemm.IsEnabled;
         if (!kernel) Console.WriteLine("(decode kernels unavailable here: no AVX2/FMA, or MORSHARP_DECODE_KERNELS=0)");
+        else if (!KernelThreads.UsesOpenMpTeam) Console.WriteLine("(libgomp not found: the decode kernels run on one thread)");
         Console.WriteLine("| product (fp32) | `linear(x, W)` | (W·xᵀ)ᵀ | `SmallGemm` | kernel vs linear | kernel vs (W·xᵀ)ᵀ | kernel GB/s |");
         Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
         foreach (var (outDim, inDim) in new[] { (768, 256), (1536, 576), (49152, 256) })

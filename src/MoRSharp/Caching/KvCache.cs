@@ -178,6 +178,8 @@ public sealed class KvCache : IDisposable
         long k = newKeys.shape[2];
         var old = new long[b];
         for (int i = 0; i < b; i++) old[i] = lengths[rows[i], slot];
+        bool sameStart = true;                                    // every row holds as many entries as the first
+        for (int i = 1; i < b && sameStart; i++) sameStart = old[i] == old[0];
         bool allRows = b == Rows;
         for (int i = 0; i < b && allRows; i++) allRows = rows[i] == i;
         using var rowsT = allRows || b == 1 ? null : torch.tensor(rows.ToArray());
@@ -190,8 +192,6 @@ public sealed class KvCache : IDisposable
             EnsureCapacity(slot, span);
             var kIn = newKeys.dtype == DType ? newKeys : newKeys.to_type(DType);       // [b, n_kv, k, hd]
             var vIn = newValues.dtype == DType ? newValues : newValues.to_type(DType);
-            bool sameStart = true;
-            for (int i = 1; i < b && sameStart; i++) sameStart = old[i] == old[0];
             if (allRows && sameStart)
             {
                 // every row, all at the same length (a batch decoding in lockstep): one strided copy, no index tensors
@@ -241,7 +241,6 @@ public sealed class KvCache : IDisposable
         Tensor? mask;
         if (write)
         {
-            bool sameStart = old.All(o => o == old[0]);
             // One query per row with every row at the same length, or a fresh causal prefill: no mask needed.
             if (sameStart && (k == 1 || old[0] == 0) && (k == 1 ? span == old[0] + 1 : span == k)) mask = null;
             else

@@ -44,11 +44,11 @@ public sealed class Sampler : IDisposable
         if (options.Temperature > 0) generator = new Generator((ulong)(options.Seed ?? Random.Shared.NextInt64()));
     }
 
-    /// <summary>logits [V] (any float dtype) and the ids seen so far (prompt + generated) → the next id.</summary>
     /// <summary>Greedy with no repetition penalty: the next token is the logits' argmax alone, so a caller holding many
     /// sequences' logits can take all their argmaxes in one call (what <see cref="Next"/> would return, ties to the lowest id).</summary>
     public bool IsPlainArgmax => generator is null && options.RepetitionPenalty == 1.0;
 
+    /// <summary>logits [V] (any float dtype) and the ids seen so far (prompt + generated) → the next id.</summary>
     public int Next(Tensor logits, IReadOnlyCollection<int> history)
     {
         using var scope = NewDisposeScope();
