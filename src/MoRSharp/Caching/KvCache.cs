@@ -1,4 +1,5 @@
 using MoRSharp.Config;
+using MoRSharp.Kernels;
 using MoRSharp.Model;
 using static TorchSharp.torch;
 
@@ -79,6 +80,10 @@ public sealed class KvCacheLayout
         (recursionSlot[r, j], Strategy != KvCacheStrategy.Shared || r == 0);
 }
 
+/// <summary>One token of a decode call (<see cref="KvCache.AttendDecode"/>): its cache row, the slot it reads (and writes, when
+/// <paramref name="Write"/>), and its absolute position (what a read-only slot's query may see up to).</summary>
+public readonly record struct DecodeToken(int Slot, int Row, bool Write, long QueryPosition);
+
 /// <summary>
 /// Keys and values for <see cref="Rows"/> independent sequences, one pair of tensors per slot, stored [rows, n_kv, capacity, hd]
 /// (post-RoPE keys; attention reads a prefix of the capacity axis as a view, without copying). Allocated up front at the layout's expected fraction of <see cref="MaxLength"/> and written in place;
@@ -91,6 +96,7 @@ public sealed class KvCache : IDisposable
     private readonly Tensor[] keys, values;
     private readonly long[,] lengths;   // [rows, slots]
     private readonly long[] positions;  // [rows] tokens consumed so far = the next absolute position
+    private readonly long[] capacity;   // [slots] entries each slot's tensors hold per row (read per token: Tensor.shape costs a native call)
     private readonly int kvHeads, headDim;
 
     public KvCacheLayout Layout { get; }
@@ -111,9 +117,10 @@ public sealed class KvCache : IDisposable
         headDim = config.HeadDim;
         keys = new Tensor[Layout.NumSlots];
         values = new Tensor[Layout.NumSlots];
+        capacity = new long[Layout.NumSlots];
         for (int s = 0; s < Layout.NumSlots; s++)
         {
-            long cap = Math.Clamp((long)Math.Ceiling(Layout.ExpectedFraction[s] * maxLength), 1, maxLength);
+            long cap = capacity[s] = Math.Clamp((long)Math.Ceiling(Layout.ExpectedFraction[s] * maxLength), 1, maxLength);
             keys[s] = torch.zeros(rows, kvHeads, cap, headDim, dtype: dtype).DetachFromDisposeScope();
             values[s] = torch.zeros(rows, kvHeads, cap, headDim, dtype: dtype).DetachFromDisposeScope();
         }
@@ -124,7 +131,7 @@ public sealed class KvCache : IDisposable
     /// <summary>Tokens row i has consumed: the absolute position of its next token.</summary>
     public long Position(int row) => positions[row];
     public long Length(int row, int slot) => lengths[row, slot];
-    public long Capacity(int slot) => keys[slot].shape[2];
+    public long Capacity(int slot) => capacity[slot];
 
     /// <summary>Empties a row for a new sequence (the tensors stay allocated).</summary>
     public void Reset(int row)
@@ -256,9 +263,70 @@ public sealed class KvCache : IDisposable
         return (kOut, vOut, mask);
     }
 
+    /// <summary>
+    /// Decoding through the <see cref="DecodeAttention"/> kernel: token i of the call (one new token per cache row) writes its
+    /// post-RoPE key/value into its row of slot <c>tokens[i].Slot</c> when that slot writes, and attends over the row's entries
+    /// up to its own. q [n, H, 1, hd], newKeys/newValues [n, n_kv, 1, hd], all float32 → [n, H, 1, hd]. The same bookkeeping
+    /// as <see cref="Update"/> with one count per written row, without building full-batch tensors or masks.
+    /// </summary>
+    public unsafe Tensor AttendDecode(IReadOnlyList<DecodeToken> tokens, Tensor q, Tensor newKeys, Tensor newValues)
+    {
+        int n = tokens.Count;
+        long heads = q.size(1);
+        if (DType != ScalarType.Float32 || q.dtype != ScalarType.Float32 || newKeys.dtype != ScalarType.Float32 || newValues.dtype != ScalarType.Float32)
+            throw new ArgumentException("the decode attention kernel needs a float32 cache and float32 q/k/v");
+        if (q.size(0) != n || q.size(2) != 1 || q.size(3) != headDim || newKeys.size(0) != n || newKeys.size(1) != kvHeads || newKeys.size(2) != 1
+            || !newKeys.shape.SequenceEqual(newValues.shape) || heads % kvHeads != 0)
+            throw new ArgumentException($"decode attention: q [{n}, H, 1, {headDim}] and keys/values [{n}, {kvHeads}, 1, {headDim}] expected, " +
+                                        $"got [{string.Join(", ", q.shape)}] and [{string.Join(", ", newKeys.shape)}]");
+        // Bookkeeping first: growing a slot replaces its storage, so pointers are taken afterwards.
+        var seen = new bool[Rows];
+        var slotsOf = new DecodeSlot[n];
+        for (int i = 0; i < n; i++)
+        {
+            var t = tokens[i];
+            if (t.Row < 0 || t.Row >= Rows || t.Slot < 0 || t.Slot >= Layout.NumSlots)
+                throw new ArgumentOutOfRangeException(nameof(tokens), $"token {i}: row {t.Row} / slot {t.Slot} outside the cache ({Rows} rows, {Layout.NumSlots} slots)");
+            if (seen[t.Row]) throw new ArgumentException($"row {t.Row} has two tokens in one decode call", nameof(tokens));
+            seen[t.Row] = true;
+            long old = lengths[t.Row, t.Slot];
+            if (t.Write)
+            {
+                EnsureCapacity(t.Slot, old + 1);
+                slotsOf[i].WriteAt = (int)old;
+                slotsOf[i].Length = (int)old + 1;
+            }
+            else
+            {
+                // read-only (shared KV): recursion 1 wrote every earlier token and this one, one entry per position
+                if (t.QueryPosition + 1 > old)
+                    throw new InvalidOperationException($"shared KV slot {Layout.Labels[t.Slot]}, row {t.Row}: holds {old} entries; a query at position {t.QueryPosition} needs {t.QueryPosition + 1}");
+                slotsOf[i].WriteAt = -1;
+                slotsOf[i].Length = (int)t.QueryPosition + 1;
+            }
+        }
+        var output = torch.empty(n, heads, 1, headDim, dtype: ScalarType.Float32);
+        using var qc = q.contiguous();
+        using var kc = newKeys.contiguous();
+        using var vc = newValues.contiguous();
+        for (int i = 0; i < n; i++)
+        {
+            var t = tokens[i];
+            long cap = capacity[t.Slot], rowOffset = (long)t.Row * kvHeads * cap * headDim;
+            slotsOf[i].Keys = SmallGemm.Floats(keys[t.Slot]) + rowOffset;
+            slotsOf[i].Values = SmallGemm.Floats(values[t.Slot]) + rowOffset;
+            slotsOf[i].Capacity = (int)cap;
+        }
+        fixed (DecodeSlot* sp = slotsOf)
+            DecodeAttention.Run(SmallGemm.Floats(qc), SmallGemm.Floats(kc), SmallGemm.Floats(vc), SmallGemm.Floats(output), sp, n, (int)heads, kvHeads, headDim);
+        for (int i = 0; i < n; i++)
+            if (tokens[i].Write) lengths[tokens[i].Row, tokens[i].Slot]++;
+        return output;
+    }
+
     private void EnsureCapacity(int slot, long needed)
     {
-        long cap = keys[slot].shape[2];
+        long cap = capacity[slot];
         if (needed <= cap) return;
         if (needed > MaxLength)
             throw new InvalidOperationException($"KV cache slot {Layout.Labels[slot]}: {needed} entries exceed the cache length {MaxLength}");
@@ -270,6 +338,7 @@ public sealed class KvCache : IDisposable
             store[slot].Dispose();
             store[slot] = bigger;
         }
+        capacity[slot] = grown;
     }
 
     public void Dispose()

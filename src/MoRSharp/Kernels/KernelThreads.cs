@@ -24,8 +24,9 @@ public static unsafe class KernelThreads
     /// <summary>True when parts run on libtorch's OpenMP team (libgomp found); otherwise they run on the caller.</summary>
     public static bool UsesOpenMpTeam => GompParallel != null;
 
-    /// <summary>Runs <paramref name="fn"/>(job, p, parts) for p in [0, parts), on up to <paramref name="threads"/> threads; returns when all are done.</summary>
-    internal static void Run(delegate*<in KernelJob, int, int, void> fn, in KernelJob job, int parts, int threads)
+    /// <summary>Runs <paramref name="fn"/>(job, p, parts) for p in [0, parts), on up to <paramref name="threads"/> threads; returns when all
+    /// are done. <paramref name="job"/> points to the kernel's operands (a struct on the caller's stack), read-only to the parts.</summary>
+    internal static void Run(delegate*<void*, int, int, void> fn, void* job, int parts, int threads)
     {
         if (_held is { } team && parts > 1)
         {
@@ -111,10 +112,10 @@ public static unsafe class KernelThreads
         private volatile bool finished;
 
         // One kernel call. A new object per call, so a thread that wakes late can only find its parts already claimed.
-        private sealed class Job(delegate*<in KernelJob, int, int, void> fn, KernelJob operands, int parts)
+        private sealed class Job(delegate*<void*, int, int, void> fn, void* operands, int parts)
         {
-            public readonly delegate*<in KernelJob, int, int, void> Fn = fn;
-            public readonly KernelJob Operands = operands;
+            public readonly delegate*<void*, int, int, void> Fn = fn;
+            public readonly void* Operands = operands;
             public readonly int Parts = parts;
             public int Next, Done;
 
@@ -129,7 +130,7 @@ public static unsafe class KernelThreads
             }
         }
 
-        public void Run(delegate*<in KernelJob, int, int, void> fn, in KernelJob operands, int parts)
+        public void Run(delegate*<void*, int, int, void> fn, void* operands, int parts)
         {
             var job = new Job(fn, operands, parts);
             current = job;
@@ -160,8 +161,8 @@ public static unsafe class KernelThreads
 
     private struct TeamState
     {
-        public delegate*<in KernelJob, int, int, void> Fn;
-        public KernelJob Job;
+        public delegate*<void*, int, int, void> Fn;
+        public void* Job;
         public int Parts;
         public int Next;
     }

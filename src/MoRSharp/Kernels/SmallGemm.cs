@@ -175,7 +175,7 @@ public static unsafe class SmallGemm
                     work += ns[s] * (long)d;
                 }
                 int threads = work < ParallelThreshold ? 1 : torch.get_num_threads();
-                KernelThreads.Run(&Part, job, parts: threads, threads);
+                KernelThreads.Run(&Part, &job, parts: threads, threads);
             }
         }
         finally
@@ -209,8 +209,9 @@ public static unsafe class SmallGemm
     // The weights' rows, concatenated, split into `parts` ranges (even-sized, balanced). Part p computes all m rows of the
     // outputs for its range, then its share of the epilogue (which touches only those columns).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Part(in KernelJob job, int part, int parts)
+    private static void Part(void* operands, int part, int parts)
     {
+        ref readonly var job = ref *(KernelJob*)operands;
         if (job.Kind == Epilogue.SwiGlu)
         {
             // Columns [c0, c1) of the gate and of the up product (both n wide), then silu(gate) ⊙ up in place.
@@ -263,25 +264,23 @@ public static unsafe class SmallGemm
             for (; j + 3 <= j1; j += 3)
             {
                 float* wj = w + (long)j * d;
-                int i = 0;
-                for (; i + 4 <= m; i += 4) ThreeByFour(wj, x + (long)i * d, d, y + (long)i * n + j, n);
-                for (; i < m; i++)
-                    for (int r = 0; r < 3; r++) y[(long)i * n + j + r] = Dot(wj + (long)r * d, x + (long)i * d, d);
+                for (int i = 0; i < m; i += 4) ThreeByFour(wj, x + (long)i * d, d, y + (long)i * n + j, n, Math.Min(4, m - i));
             }
         for (; j < j1; j++)
         {
             float* wj = w + (long)j * d;
-            int i = 0;
-            for (; i + 4 <= m; i += 4) OneByFour(wj, x + (long)i * d, d, y + (long)i * n + j, n);
-            for (; i < m; i++) y[(long)i * n + j] = Dot(wj, x + (long)i * d, d);
+            if (m == 1) { y[j] = Dot(wj, x, d); continue; }
+            for (int i = 0; i < m; i += 4) OneByFour(wj, x + (long)i * d, d, y + (long)i * n + j, n, Math.Min(4, m - i));
         }
     }
 
-    // One weight row against four input rows: one weight load serves four FMAs.
+    // One weight row against four input rows: one weight load serves four FMAs. With rows < 4 (the last rows of m) the
+    // missing rows repeat row 0 and only `rows` outputs are stored: four chains in flight are still faster than separate
+    // dot products, whose single chain waits on the FMA latency (a 1–3-row tail cost as much as 12–16 rows in a block).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void OneByFour(float* w, float* x0, int d, float* y, int n)
+    private static void OneByFour(float* w, float* x0, int d, float* y, int n, int rows)
     {
-        float* x1 = x0 + d, x2 = x1 + d, x3 = x2 + d;
+        float* x1 = rows > 1 ? x0 + d : x0, x2 = rows > 2 ? x0 + 2 * d : x0, x3 = rows > 3 ? x0 + 3 * d : x0;
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         int k = 0;
         for (; k + 8 <= d; k += 8)
@@ -294,15 +293,16 @@ public static unsafe class SmallGemm
         }
         var s = Sum4(a0, a1, a2, a3);
         if (k < d) s = Sse.Add(s, Tail4(w, w, w, w, x0, x1, x2, x3, k, d));
-        y[0] = s.GetElement(0); y[n] = s.GetElement(1); y[2 * n] = s.GetElement(2); y[3 * n] = s.GetElement(3);
+        Store(y, n, rows, s);
     }
 
     // Three weight rows against four input rows: 12 independent accumulators (enough to keep both FMA pipes busy through
-    // their latency), 7 loads per 12 FMAs, 16 vector registers in all.
+    // their latency), 7 loads per 12 FMAs, 16 vector registers in all. Fewer than four rows as in OneByFour.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ThreeByFour(float* w, float* x0, int d, float* y, int n)
+    private static void ThreeByFour(float* w, float* x0, int d, float* y, int n, int rows)
     {
-        float* v = w + d, u = v + d, x1 = x0 + d, x2 = x1 + d, x3 = x2 + d;
+        float* v = w + d, u = v + d;
+        float* x1 = rows > 1 ? x0 + d : x0, x2 = rows > 2 ? x0 + 2 * d : x0, x3 = rows > 3 ? x0 + 3 * d : x0;
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
         Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
@@ -326,9 +326,19 @@ public static unsafe class SmallGemm
             sb = Sse.Add(sb, Tail4(v, v, v, v, x0, x1, x2, x3, k, d));
             sc = Sse.Add(sc, Tail4(u, u, u, u, x0, x1, x2, x3, k, d));
         }
-        y[0] = sa.GetElement(0); y[n] = sa.GetElement(1); y[2 * n] = sa.GetElement(2); y[3 * n] = sa.GetElement(3);
-        y[1] = sb.GetElement(0); y[n + 1] = sb.GetElement(1); y[2 * n + 1] = sb.GetElement(2); y[3 * n + 1] = sb.GetElement(3);
-        y[2] = sc.GetElement(0); y[n + 2] = sc.GetElement(1); y[2 * n + 2] = sc.GetElement(2); y[3 * n + 2] = sc.GetElement(3);
+        Store(y, n, rows, sa);
+        Store(y + 1, n, rows, sb);
+        Store(y + 2, n, rows, sc);
+    }
+
+    // The first `rows` lanes of s to y[0], y[n], y[2n], y[3n].
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store(float* y, int n, int rows, Vector128<float> s)
+    {
+        y[0] = s.GetElement(0);
+        if (rows > 1) y[n] = s.GetElement(1);
+        if (rows > 2) y[2 * n] = s.GetElement(2);
+        if (rows > 3) y[3 * n] = s.GetElement(3);
     }
 
     // One weight row against one input row (single-sequence decoding and leftover rows). One accumulator chain is enough
@@ -360,6 +370,9 @@ public static unsafe class SmallGemm
         for (; k < d; k++) { s0 += w0[k] * x0[k]; s1 += w1[k] * x1[k]; s2 += w2[k] * x2[k]; s3 += w3[k] * x3[k]; }
         return Vector128.Create(s0, s1, s2, s3);
     }
+
+    /// <summary>The first element of a contiguous float32 CPU tensor (the caller keeps the tensor alive).</summary>
+    internal static float* Floats(Tensor t) => (float*)THSTensor_data(t.Handle);
 
     // The pointer to a CPU tensor's first element (the function TorchSharp itself uses for Tensor.data<T>()).
     [DllImport("LibTorchSharp")]

@@ -40,6 +40,12 @@ public sealed record KvCacheGroup(KvCacheAccess Access, Tensor? Members, Tensor?
 {
     /// <summary>Token i of the call is cache row i, for every row: no scatter/gather needed (and the index tensors may be null).</summary>
     public bool Identity { get; init; }
+    /// <summary>
+    /// The group's tokens on the host, for the decode attention kernel (<see cref="KvCache.AttendDecode"/>): each member's
+    /// index in the call, its cache row and its absolute position. When every group of a call has them, attention runs
+    /// without the full-batch tensors above.
+    /// </summary>
+    public (int Token, int Row, long Position)[]? HostMembers { get; init; }
 }
 
 /// <summary>
@@ -79,6 +85,11 @@ public sealed class Attention : nn.Module
         bool needKv = inputs.CacheGroups is not null || (inputs.Cache is { } access ? access.Write : inputs.SharedKv is null);
         var (q, newK, vh) = Project(x, norm, needKv, inputs);                               // q [B, H, T, hd], k/v [B, n_kv, T, hd]
         if (inputs.CacheGroups is { } groups) return (GroupedAttention(q, newK!, vh!, inputs, groups, residual), null, null);
+        if (t == 1 && inputs.Cache is { Write: true } one && one.Counts.All(c => c == 1) && DecodeTokens(q, one) is { } tokens)
+        {
+            var att = one.Cache.AttendDecode(tokens, q, newK!, vh!);                        // one new token per row, as in the engine
+            return (Output(Merge(att, b, 1), residual).MoveToOuterDisposeScope(), null, null);
+        }
         Tensor k, v;                                                                        // [B, n_kv, S, hd]
         Tensor? mask = inputs.Mask;
         if (inputs.Cache is { } c)
@@ -158,6 +169,11 @@ public sealed class Attention : nn.Module
     private Tensor GroupedAttention(Tensor q, Tensor newK, Tensor newV, AttentionInputs inputs, IReadOnlyList<KvCacheGroup> groups, Tensor? residual)
     {
         long n = q.size(0);
+        if (DecodeTokens(q, groups) is { } tokens)
+        {
+            var att = groups[0].Access.Cache.AttendDecode(tokens, q, newK, newV);          // [n, H, 1, hd]
+            return Output(Merge(att, n, 1), residual).MoveToOuterDisposeScope();
+        }
         if (groups.Count == 1 && groups[0].Identity)
         {
             var a = groups[0].Access;
@@ -180,6 +196,49 @@ public sealed class Attention : nn.Module
         }
         return Output(Merge(attn, n, 1), residual).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// The call's tokens for the decode attention kernel, or null where it does not apply (gradients, not float32, kernels
+    /// off, a group without host members, groups on different caches, or groups that do not cover each token exactly once).
+    /// </summary>
+    private static DecodeToken[]? DecodeTokens(Tensor q, IReadOnlyList<KvCacheGroup> groups)
+    {
+        var cache = groups[0].Access.Cache;
+        if (!DecodeKernelApplies(q, cache)) return null;
+        long n = q.size(0);
+        var tokens = new DecodeToken[n];
+        var covered = new bool[n];
+        int count = 0;
+        foreach (var g in groups)
+        {
+            if (g.HostMembers is not { } members || !ReferenceEquals(g.Access.Cache, cache)) return null;
+            foreach (var (token, row, position) in members)
+            {
+                if (token < 0 || token >= n || covered[token]) return null;
+                covered[token] = true;
+                tokens[token] = new DecodeToken(g.Access.Slot, row, g.Access.Write, position);
+                count++;
+            }
+        }
+        return count == n ? tokens : null;
+    }
+
+    /// <summary>A writing cache access with one new token per row (single-sequence decoding): token i is cache row Rows[i].</summary>
+    private static DecodeToken[]? DecodeTokens(Tensor q, KvCacheAccess access)
+    {
+        if (!DecodeKernelApplies(q, access.Cache) || access.Rows.Count != q.size(0)) return null;
+        var tokens = new DecodeToken[access.Rows.Count];
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            int row = (int)access.Rows[i];
+            tokens[i] = new DecodeToken(access.Slot, row, true, access.Cache.Position(row));
+        }
+        return tokens;
+    }
+
+    private static bool DecodeKernelApplies(Tensor q, KvCache cache) =>
+        SmallGemm.IsEnabled && !torch.is_grad_enabled() && q.dtype == ScalarType.Float32 && q.device_type == DeviceType.CPU
+        && cache.DType == ScalarType.Float32;
 
     /// <summary>
     /// One query per row (decoding): q [B, H, 1, hd], k/v [B, n_kv, S, hd], mask null or [B, 1, 1, S] → [B, H, 1, hd].
