@@ -264,27 +264,39 @@ public static unsafe class SmallGemm
             for (; j + 3 <= j1; j += 3)
             {
                 float* wj = w + (long)j * d;
-                for (int i = 0; i < m; i += 4) ThreeByFour(wj, x + (long)i * d, d, y + (long)i * n + j, n, Math.Min(4, m - i));
+                float* ahead = j + 2 * PrefetchTriple <= j1 ? wj + (long)PrefetchTriple * d : null;
+                ThreeByFour(wj, x, d, y + j, n, Math.Min(4, m), ahead);
+                for (int i = 4; i < m; i += 4) ThreeByFour(wj, x + (long)i * d, d, y + (long)i * n + j, n, Math.Min(4, m - i), null);
             }
         for (; j < j1; j++)
         {
             float* wj = w + (long)j * d;
-            if (m == 1) { y[j] = Dot(wj, x, d); continue; }
-            for (int i = 0; i < m; i += 4) OneByFour(wj, x + (long)i * d, d, y + (long)i * n + j, n, Math.Min(4, m - i));
+            float* ahead = j + PrefetchRows < j1 ? wj + (long)PrefetchRows * d : null;
+            if (m == 1) { y[j] = Dot(wj, x, d, ahead); continue; }
+            OneByFour(wj, x, d, y + j, n, Math.Min(4, m), ahead);
+            for (int i = 4; i < m; i += 4) OneByFour(wj, x + (long)i * d, d, y + (long)i * n + j, n, Math.Min(4, m - i), null);
         }
     }
+
+    // Software prefetch distances, in weight rows: while the first block of input rows runs against weight row(s) j, the
+    // rows PrefetchRows (one at a time) or PrefetchTriple (three at a time) further on are fetched at the same offset, so
+    // they are in cache when their turn comes. With 8+ input rows a triple is reused from L1 for a long time and the hardware prefetcher lets the stream
+    // from memory stall: weights out of cache ([m, 576] × [576, 1536], 60 weights in turn, scratch program) went from
+    // 4.5–8.6 to 6.8–13.9 GB/s at 8–32 rows, that is 1.2–1.5× faster products.
+    private const int PrefetchTriple = 3, PrefetchRows = 2;
 
     // One weight row against four input rows: one weight load serves four FMAs. With rows < 4 (the last rows of m) the
     // missing rows repeat row 0 and only `rows` outputs are stored: four chains in flight are still faster than separate
     // dot products, whose single chain waits on the FMA latency (a 1–3-row tail cost as much as 12–16 rows in a block).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void OneByFour(float* w, float* x0, int d, float* y, int n, int rows)
+    private static void OneByFour(float* w, float* x0, int d, float* y, int n, int rows, float* ahead)
     {
         float* x1 = rows > 1 ? x0 + d : x0, x2 = rows > 2 ? x0 + 2 * d : x0, x3 = rows > 3 ? x0 + 3 * d : x0;
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         int k = 0;
         for (; k + 8 <= d; k += 8)
         {
+            if (ahead != null) Sse.Prefetch0(ahead + k);
             var q = Avx.LoadVector256(w + k);
             a0 = Fma.MultiplyAdd(q, Avx.LoadVector256(x0 + k), a0);
             a1 = Fma.MultiplyAdd(q, Avx.LoadVector256(x1 + k), a1);
@@ -299,7 +311,7 @@ public static unsafe class SmallGemm
     // Three weight rows against four input rows: 12 independent accumulators (enough to keep both FMA pipes busy through
     // their latency), 7 loads per 12 FMAs, 16 vector registers in all. Fewer than four rows as in OneByFour.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ThreeByFour(float* w, float* x0, int d, float* y, int n, int rows)
+    private static void ThreeByFour(float* w, float* x0, int d, float* y, int n, int rows, float* ahead)
     {
         float* v = w + d, u = v + d;
         float* x1 = rows > 1 ? x0 + d : x0, x2 = rows > 2 ? x0 + 2 * d : x0, x3 = rows > 3 ? x0 + 3 * d : x0;
@@ -309,6 +321,7 @@ public static unsafe class SmallGemm
         int k = 0;
         for (; k + 8 <= d; k += 8)
         {
+            if (ahead != null) { Sse.Prefetch0(ahead + k); Sse.Prefetch0(ahead + d + k); Sse.Prefetch0(ahead + 2 * d + k); }
             var p = Avx.LoadVector256(w + k);
             var q = Avx.LoadVector256(v + k);
             var r = Avx.LoadVector256(u + k);
@@ -344,11 +357,15 @@ public static unsafe class SmallGemm
     // One weight row against one input row (single-sequence decoding and leftover rows). One accumulator chain is enough
     // here: FMA latency allows about 24 GB/s per core, above what memory delivers.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Dot(float* w, float* x, int d)
+    private static float Dot(float* w, float* x, int d, float* ahead = null)
     {
         var acc = Vector256<float>.Zero;
         int k = 0;
-        for (; k + 8 <= d; k += 8) acc = Fma.MultiplyAdd(Avx.LoadVector256(w + k), Avx.LoadVector256(x + k), acc);
+        for (; k + 8 <= d; k += 8)
+        {
+            if (ahead != null) Sse.Prefetch0(ahead + k);
+            acc = Fma.MultiplyAdd(Avx.LoadVector256(w + k), Avx.LoadVector256(x + k), acc);
+        }
         var s = Sum4(acc, acc, acc, acc);
         if (k < d) s = Sse.Add(s, Tail4(w, w, w, w, x, x, x, x, k, d));
         return s.ToScalar();
