@@ -33,7 +33,7 @@ public sealed class BenchGenerateCommand : ICommand
         new("--requests-per-row", "R", "requests per batch row, so finished rows are refilled from the queue (default 2)"),
         new("--exit", "uniform|router", "MoR exit depths: uniform over 1..N_r (= the default capacities N_r/N_r … 1/N_r; default), or the random routers' own decisions"),
         new("--exit-batch-fraction", "F", "exited tokens wait for the head until they are this fraction of the sequences in flight, 0–1 (default 0.75)"),
-        new("--rounds", "R", "repeat the whole interleaved sweep R times and report the median (default 1)"),
+        new("--rounds", "R", "repeat the whole interleaved sweep R times: median tokens/s, and the median of the per-round ratios to vanilla (default 1)"),
         new("--seed", "S", "seed of weights, lengths and exit draws (default 1)"),
         new("--soak", "N", "instead: generate N tokens in a loop (MoR-3, batch 8, rows refilled) and print resident memory every N/10 tokens"),
         new("--threads", "N", "torch threads (default: all cores)"),
@@ -43,7 +43,12 @@ public sealed class BenchGenerateCommand : ICommand
     private sealed record Variant(string Name, ModelConfig Config, int NumRecursion, string Baseline);
 
     private sealed record Result(string Model, int Batch, string BatchLabel, long Tokens, double Seconds, double TokensPerSecond,
-        double P50LatencyMs, double MeanDepth, double KvBytesPerTokenAccounting, double ParamBytes, double SharedBlockBatch);
+        double P50LatencyMs, double MeanDepth, double KvBytesPerTokenAccounting, double ParamBytes, double SharedBlockBatch)
+    {
+        public int Round { get; init; }
+        /// <summary>Tokens/s over the baseline's in the same round (adjacent runs), one per round; the median is reported.</summary>
+        public double[] RoundRatios { get; init; } = [];
+    }
 
     public int Execute(ParsedOptions o, TextWriter stdout, TextWriter stderr)
     {
@@ -100,12 +105,17 @@ public sealed class BenchGenerateCommand : ICommand
                     foreach (var (name, batch, label) in order)
                     {
                         var v = variants.First(x => x.Name == name);
-                        all.Add(RunOne(models[name], tokenizer, v, batch, label, meanTokens, perRow, exit, exitFraction, seed + round, context));
+                        all.Add(RunOne(models[name], tokenizer, v, batch, label, meanTokens, perRow, exit, exitFraction, seed + round, context) with { Round = round });
                         bar.Report(++done);
                     }
                 }
 
-            var results = all.GroupBy(r => (r.Model, r.BatchLabel)).Select(g => Median(g.ToList())).ToList();
+            // Ratios to vanilla are taken within each round (the two runs were adjacent), then their median: this machine's
+            // speed drifts by tens of percent over minutes, so a ratio of two medians from different moments would mix that in.
+            var results = all.GroupBy(r => (r.Model, r.BatchLabel)).Select(g => Median(g.ToList()) with
+            {
+                RoundRatios = g.Select(r => RoundRatio(r, all, variants)).Where(x => !double.IsNaN(x)).Order().ToArray(),
+            }).ToList();
             Print(results, variants, shape, exit, meanTokens, stdout, o.Has("--json"));
         }
         finally { foreach (var m in models.Values) m.Dispose(); }
@@ -226,18 +236,14 @@ public sealed class BenchGenerateCommand : ICommand
 
     private static void Print(List<Result> results, List<Variant> variants, string shape, string exit, int meanTokens, TextWriter stdout, bool json)
     {
-        double Ratio(Result r)
-        {
-            var v = variants.First(x => x.Name == r.Model);
-            var baseRow = results.FirstOrDefault(x => x.Model == v.Baseline && (x.BatchLabel == r.BatchLabel || (r.BatchLabel.StartsWith("max") && x.BatchLabel.StartsWith("max"))));
-            return baseRow is null ? double.NaN : r.TokensPerSecond / baseRow.TokensPerSecond;
-        }
+        static double Ratio(Result r) => r.RoundRatios.Length == 0 ? double.NaN : r.RoundRatios[r.RoundRatios.Length / 2];
         if (json)
         {
             var arr = new JsonArray(results.Select(r => (JsonNode)new JsonObject
             {
                 ["model"] = r.Model, ["batch"] = r.Batch, ["batch_setting"] = r.BatchLabel, ["tokens"] = r.Tokens, ["seconds"] = r.Seconds,
-                ["tokens_per_second"] = r.TokensPerSecond, ["ratio_to_vanilla"] = Ratio(r), ["p50_token_latency_ms"] = r.P50LatencyMs,
+                ["tokens_per_second"] = r.TokensPerSecond, ["ratio_to_vanilla"] = Ratio(r),
+                ["ratio_to_vanilla_per_round"] = new JsonArray(r.RoundRatios.Select(x => (JsonNode)x).ToArray()), ["p50_token_latency_ms"] = r.P50LatencyMs,
                 ["mean_depth"] = r.MeanDepth, ["kv_bytes_per_token"] = r.KvBytesPerTokenAccounting, ["param_bytes"] = r.ParamBytes,
                 ["mean_shared_block_batch"] = r.SharedBlockBatch,
             }).ToArray());
@@ -245,16 +251,41 @@ public sealed class BenchGenerateCommand : ICommand
                 .ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             return;
         }
-        var t = new ConsoleTable("model", "batch", "tokens/s", "× vanilla", "p50 ms/token", "mean depth", "block batch", "KV bytes/token");
+        bool rounds = results.Any(r => r.RoundRatios.Length > 1);
+        var t = new ConsoleTable(rounds
+            ? ["model", "batch", "tokens/s", "× vanilla", "range", "p50 ms/token", "mean depth", "block batch", "KV bytes/token"]
+            : ["model", "batch", "tokens/s", "× vanilla", "p50 ms/token", "mean depth", "block batch", "KV bytes/token"]);
         foreach (var r in results.OrderBy(r => r.BatchLabel.StartsWith("max") ? int.MaxValue : r.Batch).ThenBy(r => variants.FindIndex(v => v.Name == r.Model)))
-            t.AddRow(r.Model, r.BatchLabel, r.TokensPerSecond.ToString("F1", CultureInfo.InvariantCulture),
+        {
+            var cells = new List<object>
+            {
+                r.Model, r.BatchLabel, r.TokensPerSecond.ToString("F1", CultureInfo.InvariantCulture),
                 double.IsNaN(Ratio(r)) ? "" : Ratio(r).ToString("F2", CultureInfo.InvariantCulture),
+            };
+            if (rounds)
+                cells.Add(r.RoundRatios.Length > 1 && r.Model != variants.First(v => v.Name == r.Model).Baseline
+                    ? $"{r.RoundRatios[0].ToString("F2", CultureInfo.InvariantCulture)}–{r.RoundRatios[^1].ToString("F2", CultureInfo.InvariantCulture)}" : "");
+            cells.AddRange(
+            [
                 r.P50LatencyMs.ToString("F1", CultureInfo.InvariantCulture), r.MeanDepth.ToString("F2", CultureInfo.InvariantCulture),
                 r.SharedBlockBatch > 0 ? r.SharedBlockBatch.ToString("F1", CultureInfo.InvariantCulture) : "",
-                Fmt.Bytes((long)r.KvBytesPerTokenAccounting));
+                Fmt.Bytes((long)r.KvBytesPerTokenAccounting),
+            ]);
+            t.AddRow(cells.ToArray());
+        }
         stdout.WriteLine(t.ToText());
         stdout.WriteLine($"shape {shape}; random weights; MoR exits {(exit == "router" ? "decided by the (random) routers" : "drawn uniformly over 1..N_r (the default capacities)")}; " +
-                         $"prompts = one token, ~{meanTokens} new tokens each; tokens/s = generated tokens / wall time of the whole batch run.");
+                         $"prompts = one token, ~{meanTokens} new tokens each; tokens/s = generated tokens / wall time of the whole batch run." +
+                         (rounds ? " With rounds: tokens/s is the median run; × vanilla is the median of the per-round ratios (adjacent runs), range = their lowest and highest." : ""));
+    }
+
+    // r's tokens/s over its baseline's in the same round and batch setting ("max" settings pair with each other).
+    private static double RoundRatio(Result r, List<Result> all, List<Variant> variants)
+    {
+        var v = variants.First(x => x.Name == r.Model);
+        var baseRow = all.FirstOrDefault(x => x.Round == r.Round && x.Model == v.Baseline
+            && (x.BatchLabel == r.BatchLabel || (r.BatchLabel.StartsWith("max") && x.BatchLabel.StartsWith("max"))));
+        return baseRow is null ? double.NaN : r.TokensPerSecond / baseRow.TokensPerSecond;
     }
 
     private static Result Median(List<Result> rs)

@@ -115,6 +115,25 @@ public class GenerateCommandTests : IDisposable
         Assert.All(results, r => Assert.True(r.GetProperty("tokens_per_second").GetDouble() > 0));
     }
 
+    [Fact]
+    public void Bench_generate_with_rounds_reports_the_median_of_per_round_ratios()
+    {
+        var (code, stdout, stderr) = CliRunner.Run("bench", "generate", "--recursions", "2", "--batches", "1", "--max-batch-at", "0",
+            "--tokens", "3", "--requests-per-row", "1", "--rounds", "3", "--json");
+        Assert.True(code == 0, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        var results = doc.RootElement.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal(2, results.Count);
+        foreach (var r in results)
+        {
+            var perRound = r.GetProperty("ratio_to_vanilla_per_round").EnumerateArray().Select(x => x.GetDouble()).ToArray();
+            Assert.Equal(3, perRound.Length);
+            Assert.Equal(perRound.Order().ToArray(), perRound);                                  // sorted
+            Assert.Equal(perRound[1], r.GetProperty("ratio_to_vanilla").GetDouble());           // the median
+            if (r.GetProperty("model").GetString()!.StartsWith("vanilla")) Assert.All(perRound, x => Assert.Equal(1.0, x));
+        }
+    }
+
     [Theory]
     [InlineData("1.5")]
     [InlineData("-0.1")]
