@@ -76,6 +76,9 @@ public static unsafe class KernelThreads
 
     [ThreadStatic] private static HeldTeam? _held;
 
+    /// <summary>True on the thread running a <see cref="Hold"/> body with the team held (libtorch's own operations there run single-threaded).</summary>
+    internal static bool IsHeld => _held is not null;
+
     // Every team thread enters here once per Hold: the caller's thread runs the body, the others serve kernel parts.
     [UnmanagedCallersOnly]
     private static void HoldEntry(void* data)

@@ -30,6 +30,12 @@ public static unsafe class SmallGemm
     /// prompt's prefill, go to libtorch's blocked kernels.</summary>
     public const long MaxRows = 64;
 
+    /// <summary>Rows up to which the kernels are used inside <see cref="KernelThreads.Hold"/> (the batching engine's stages at
+    /// large batches). There libtorch's own operations run on one thread (the team is busy holding), and the kernel on two
+    /// threads beat it: weights out of cache, 64–256 rows, the kernel ran at 88–102 GFLOP/s, libtorch's two-thread `linear`
+    /// at 74–127 (scratch program), so one-thread `linear` at about half of that.</summary>
+    public const long MaxHeldRows = 1024;
+
     // Below this many weight elements one thread does the whole product: waking a worker costs more than it saves.
     private const long ParallelThreshold = 32 * 1024;
 
@@ -39,7 +45,7 @@ public static unsafe class SmallGemm
     private static bool IsOff(string? v) => v is not null && (v.Trim() == "0" || v.Trim().Equals("false", StringComparison.OrdinalIgnoreCase));
 
     /// <summary>Whether the kernels accept these operands: enabled, float32 on the CPU, contiguous 2-D weights of x's width,
-    /// no autograd, at most <see cref="MaxRows"/> rows.</summary>
+    /// no autograd, at most <see cref="MaxRows"/> rows (<see cref="MaxHeldRows"/> inside <see cref="KernelThreads.Hold"/>).</summary>
     public static bool Accepts(Tensor x, Tensor weight) => AcceptsInput(x, out long d) && AcceptsWeight(weight, d);
 
     /// <inheritdoc cref="Accepts(Tensor, Tensor)"/>
@@ -56,7 +62,9 @@ public static unsafe class SmallGemm
         d = 0;
         if (!IsEnabled || torch.is_grad_enabled() || x.dtype != ScalarType.Float32 || x.device_type != DeviceType.CPU || x.dim() < 1) return false;
         d = x.size(-1);
-        return d > 0 && d <= int.MaxValue && x.numel() / d <= MaxRows;
+        if (d <= 0 || d > int.MaxValue) return false;
+        long m = x.numel() / d;
+        return m <= MaxRows || (m <= MaxHeldRows && KernelThreads.IsHeld);
     }
 
     private static bool AcceptsWeight(Tensor w, long d) =>

@@ -261,8 +261,8 @@ public sealed class MoRForCausalLM : nn.Module
         new(Config, rows, maxLength, model.EmbedTokens.weight!.dtype);
 
     /// <summary>Final hidden states [..., d] → logits [..., V] (tied to the embedding unless the config unties them).</summary>
-    /// <remarks>Under no-grad with at most 64 rows (decoding) the product runs in <see cref="SmallGemm"/> where the CPU has
-    /// AVX2/FMA (1.35× the swapped product for one row, `projection-paths`). Otherwise, under no-grad (evaluation, generation)
+    /// <remarks>Under no-grad with at most 64 rows (decoding; up to 1,024 in the batching engine's held stages) the product
+    /// runs in <see cref="SmallGemm"/> where the CPU has AVX2/FMA (1.35× the swapped product for one row, `projection-paths`). Otherwise, under no-grad (evaluation, generation)
     /// it runs as <see cref="InferenceLinear.Swapped"/> for any number of rows: for a vocabulary-sized weight it is 1.5–4× faster than <c>linear</c> for 1–32 rows (`projection-paths`) and 1.6× for 2,048. With
     /// autograd <c>linear</c> stays: a whole training step (forward + backward) measured 13% faster with it. The swapped
     /// product's transposed result is copied to row-major logits (a small cost next to the product): every consumer reads

@@ -144,16 +144,24 @@ public class SmallGemmTests
         var w = randn(700, 96, generator: gen);
         using var _ = no_grad();
         var outside = SmallGemm.Matmul(x, w);
-        Tensor? inside = null, nested = null;
+        Tensor? inside = null, nested = null, large = null;
         int owner = Environment.CurrentManagedThreadId, ranOn = -1;
+        bool acceptsLarge = false;
+        var many = randn(100, 96, generator: gen);
         KernelThreads.Hold(() =>
         {
             ranOn = Environment.CurrentManagedThreadId;
             inside = SmallGemm.Matmul(x, w);
             KernelThreads.Hold(() => nested = SmallGemm.Matmul(x, w));   // nested: just runs
+            acceptsLarge = SmallGemm.Accepts(many, w);
+            if (acceptsLarge) large = SmallGemm.Matmul(many, w);
         });
         Assert.Equal(owner, ranOn);                                       // the body runs on the caller's thread (its scopes, grad mode)
         Assert.True(Same(outside, inside!) && Same(outside, nested!));
+        // 100 rows: libtorch's own products inside a held team would run on one thread, so the kernels take them there
+        Assert.False(SmallGemm.Accepts(many, w));
+        Assert.Equal(KernelThreads.UsesOpenMpTeam && get_num_threads() > 1, acceptsLarge);
+        if (large is not null) Assert.True((large - nn.functional.linear(many, w)).abs().max().item<float>() < 1e-3);
         var e = Assert.Throws<InvalidOperationException>(() => KernelThreads.Hold(() => throw new InvalidOperationException("from the body")));
         Assert.Equal("from the body", e.Message);
         Assert.True(Same(outside, SmallGemm.Matmul(x, w)));              // the team is usable after a failed body
