@@ -185,29 +185,21 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
         {
             while (!stop.IsCancellationRequested)
             {
-                bool idle = phase.All(p => p == Phase.Free) && pending.IsEmpty;
-                if (idle)
+                if (Idle())
                 {
                     busy.Stop();
                     wake.Wait(stop.Token);
                     continue;
                 }
                 busy.Start();
-                using var _ = no_grad();
-                using var scope = NewDisposeScope();
-                DropCancelled();
-                int inRec = 0, waiting = 0, active = 0;
-                for (int i = 0; i < phase.Length; i++)
-                {
-                    if (phase[i] == Phase.Recursion) inRec++;
-                    else if (phase[i] is Phase.Exit or Phase.Enter) waiting++;
-                    if (phase[i] != Phase.Free) active++;
-                }
-                bool freeRowAndWork = !pending.IsEmpty && active < phase.Length;
-                if (inRec > 0 && waiting < Math.Max(1, Math.Ceiling(options.ExitBatchFraction * active)) && !(freeRowAndWork && waiting > 0))
-                    KernelThreads.Hold(RecursionStep);   // decode work only: keep the kernel threads awake for the step
+                if (PrefillQueued()) Step();   // a prompt to prefill: outside a held team, on libtorch's own threads
                 else
-                    ExitEnterStep();
+                    // Decode work only: the kernel threads stay held across steps until the engine idles or a prompt needs
+                    // prefilling. A region per stage cost a team wake-up each: at batch 1, two or three per token.
+                    KernelThreads.Hold(() =>
+                    {
+                        do Step(); while (!stop.IsCancellationRequested && !Idle() && !PrefillQueued());
+                    });
             }
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested) { }
@@ -217,6 +209,31 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
             for (int i = 0; i < seqs.Length; i++) seqs[i]?.Output.Writer.TryComplete(e);
             while (pending.TryDequeue(out var s)) s.Output.Writer.TryComplete(e);
         }
+    }
+
+    private bool Idle() => pending.IsEmpty && phase.All(p => p == Phase.Free);
+
+    /// <summary>A queued request whose prompt has tokens to prefill (all but its last, which enters with the batch).</summary>
+    private bool PrefillQueued() => !pending.IsEmpty && pending.Any(s => s.Prompt.Length > 1);
+
+    /// <summary>One engine step: a call of the shared block over every token in a recursion, or the exit + enter stage.</summary>
+    private void Step()
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        DropCancelled();
+        int inRec = 0, waiting = 0, active = 0;
+        for (int i = 0; i < phase.Length; i++)
+        {
+            if (phase[i] == Phase.Recursion) inRec++;
+            else if (phase[i] is Phase.Exit or Phase.Enter) waiting++;
+            if (phase[i] != Phase.Free) active++;
+        }
+        bool freeRowAndWork = !pending.IsEmpty && active < phase.Length;
+        if (inRec > 0 && waiting < Math.Max(1, Math.Ceiling(options.ExitBatchFraction * active)) && !(freeRowAndWork && waiting > 0))
+            KernelThreads.Hold(RecursionStep);   // decode work only: keep the kernel threads awake for the step
+        else
+            ExitEnterStep();
     }
 
     /// <summary>Cancelled sequences end at once; their rows are freed.</summary>
@@ -276,7 +293,7 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
         ExitSteps++;
         var exits = Rows(Phase.Exit);
         if (exits.Count > 0) KernelThreads.Hold(() => Exit(exits));
-        Admit();   // outside Hold: a prompt's prefill needs libtorch's own threads
+        Admit();   // between the two regions: a prompt's prefill needs libtorch's own threads (Loop holds none while one is queued)
         var enters = Rows(Phase.Enter);
         if (enters.Count > 0) KernelThreads.Hold(() => Enter(enters));
     }
