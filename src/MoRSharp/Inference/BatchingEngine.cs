@@ -462,17 +462,13 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
         foreach (var grp in rows.Select((row, k) => (row, k, slot: slotOf(row))).GroupBy(t => t.slot))
         {
             var counts = new long[cache.Rows];
-            var qpos = new long[cache.Rows];
-            foreach (var t in grp) { counts[t.row] = 1; qpos[t.row] = cache.Position(t.row); }
+            foreach (var t in grp) counts[t.row] = 1;
             var (slot, writes) = grp.Key;
-            bool identity = grp.Count() == cache.Rows && grp.All(t => t.row == t.k);
-            // identity (every row, in row order): attention reads the slot directly, so no index tensors are built
-            groups.Add(new KvCacheGroup(
-                new KvCacheAccess(cache, slot, allRows, counts, writes, writes ? null : torch.tensor(qpos).unsqueeze(1)),
-                identity ? null : torch.tensor(grp.Select(t => (long)t.k).ToArray()),
-                identity ? null : torch.tensor(grp.Select(t => (long)t.row).ToArray()))
+            // Identity: every row, in row order. The members go on the host only: the decode attention kernel reads them
+            // there, and the tensor path (kernels off) builds its index tensors and query positions from them.
+            groups.Add(new KvCacheGroup(new KvCacheAccess(cache, slot, allRows, counts, writes, null), null, null)
             {
-                Identity = identity,
+                Identity = grp.Count() == cache.Rows && grp.All(t => t.row == t.k),
                 HostMembers = grp.Select(t => (t.k, t.row, cache.Position(t.row))).ToArray(),
             });
         }

@@ -43,7 +43,8 @@ public sealed record KvCacheGroup(KvCacheAccess Access, Tensor? Members, Tensor?
     /// <summary>
     /// The group's tokens on the host, for the decode attention kernel (<see cref="KvCache.AttendDecode"/>): each member's
     /// index in the call, its cache row and its absolute position. When every group of a call has them, attention runs
-    /// without the full-batch tensors above.
+    /// without the full-batch tensors above; a caller that gives them may leave <see cref="Members"/>, <see cref="MemberRows"/>
+    /// and a read-only access's query positions null (the tensor path builds them from these when it runs).
     /// </summary>
     public (int Token, int Row, long Position)[]? HostMembers { get; init; }
 }
@@ -177,24 +178,40 @@ public sealed class Attention : nn.Module
         if (groups.Count == 1 && groups[0].Identity)
         {
             var a = groups[0].Access;
-            var (k1, v1, mask1) = a.Cache.Update(a.Slot, a.Rows, newK, newV, a.Counts, a.Write, a.QueryPositions);
+            var (k1, v1, mask1) = a.Cache.Update(a.Slot, a.Rows, newK, newV, a.Counts, a.Write, QueryPositions(groups[0]));
             var att = SingleQueryAttention(q, k1, v1, mask1);
             return Output(Merge(att, n, 1), residual).MoveToOuterDisposeScope();
         }
         var attn = torch.zeros_like(q);                                                     // [n, H, 1, hd]
         foreach (var g in groups)
         {
-            if (g.Members is null || g.MemberRows is null)
-                throw new ArgumentException("a cache group that is not the identity needs its member index tensors", nameof(inputs));
+            var (members, memberRows) = MemberIndex(g);
             long rows = g.Access.Cache.Rows;
-            var qAll = torch.zeros(rows, numHeads, 1, headDim, dtype: q.dtype).index_copy_(0, g.MemberRows, q.index_select(0, g.Members));
-            var kAll = torch.zeros(rows, numKvHeads, 1, headDim, dtype: q.dtype).index_copy_(0, g.MemberRows, newK.index_select(0, g.Members));
-            var vAll = torch.zeros(rows, numKvHeads, 1, headDim, dtype: q.dtype).index_copy_(0, g.MemberRows, newV.index_select(0, g.Members));
-            var (k, v, mask) = g.Access.Cache.Update(g.Access.Slot, g.Access.Rows, kAll, vAll, g.Access.Counts, g.Access.Write, g.Access.QueryPositions);
+            var qAll = torch.zeros(rows, numHeads, 1, headDim, dtype: q.dtype).index_copy_(0, memberRows, q.index_select(0, members));
+            var kAll = torch.zeros(rows, numKvHeads, 1, headDim, dtype: q.dtype).index_copy_(0, memberRows, newK.index_select(0, members));
+            var vAll = torch.zeros(rows, numKvHeads, 1, headDim, dtype: q.dtype).index_copy_(0, memberRows, newV.index_select(0, members));
+            var (k, v, mask) = g.Access.Cache.Update(g.Access.Slot, g.Access.Rows, kAll, vAll, g.Access.Counts, g.Access.Write, QueryPositions(g));
             var a = SingleQueryAttention(qAll, k, v, mask);                                 // [rows, H, 1, hd]
-            attn.index_copy_(0, g.Members, a.index_select(0, g.MemberRows));
+            attn.index_copy_(0, members, a.index_select(0, memberRows));
         }
         return Output(Merge(attn, n, 1), residual).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>A group's member index tensors: as given, or built from its host members (callers that expect the decode
+    /// kernel leave the tensors out).</summary>
+    private static (Tensor members, Tensor memberRows) MemberIndex(KvCacheGroup g) =>
+        g.Members is { } m && g.MemberRows is { } r ? (m, r)
+        : g.HostMembers is { } h ? (torch.tensor(h.Select(x => (long)x.Token).ToArray()), torch.tensor(h.Select(x => (long)x.Row).ToArray()))
+        : throw new ArgumentException("a cache group that is not the identity needs its members: index tensors or host members");
+
+    /// <summary>A read-only group's query positions per cache row [rows, 1]: as given, or from its host members.</summary>
+    private static Tensor? QueryPositions(KvCacheGroup g)
+    {
+        var a = g.Access;
+        if (a.Write || a.QueryPositions is not null || g.HostMembers is not { } h) return a.QueryPositions;
+        var positions = new long[a.Cache.Rows];
+        foreach (var (_, row, position) in h) positions[row] = position;
+        return torch.tensor(positions).unsqueeze(1);
     }
 
     /// <summary>
