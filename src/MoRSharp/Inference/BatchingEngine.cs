@@ -279,7 +279,7 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
             {
                 using var scope = NewDisposeScope();
                 var ids = torch.tensor(seq.Prompt[reuse..^1].Select(i => (long)i).ToArray()).unsqueeze(0);   // [1, T − 1 − reused]
-                core.Forward(ids, RoutingMode.Causal, cache: cache, rows: [row]);                            // fills the cache
+                core.Forward(ids, RoutingMode.Causal, cache: cache, rows: [row], normalize: false);          // fills the cache
             }
             nextId[row] = seq.Prompt[^1];
             phase[row] = Phase.Enter;
@@ -306,7 +306,7 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
         var rope = Rope(exits);
         for (int i = 0; i < layout.Coda.Length; i++)
             h = core.Layers[layout.Coda[i]].Forward(h, Inputs(exits, rope, _ => (cache.Layout.CodaSlot(i), true))).hidden;
-        var logits = model.Head(core.Norm.forward(h)).squeeze(1);                         // [m, V]
+        var logits = model.NormHead(h).squeeze(1);                                        // [m, V]
         cache.Advance(exits.Select(r => (long)r).ToArray(), 1);
         // plain greedy rows (the common serving default) share one argmax over the batch instead of a sampler call each
         long[]? argmax = exits.Any(r => seqs[r]!.Request!.Sampler.IsPlainArgmax) ? logits.argmax(-1).data<long>().ToArray() : null;

@@ -93,9 +93,11 @@ public sealed class MoRModel : nn.Module
     /// their positions follow the tokens already cached, every attention call writes its keys/values to its slot (only the
     /// tokens that reach a recursion write that recursion's slots) and attends to the cached prefix. Decoding token by token
     /// this way gives the same logits and depths as one full forward with <see cref="RoutingMode.Causal"/>.
+    /// With <paramref name="normalize"/> false the final RMSNorm is left to the caller (<see cref="MoRForCausalLM.NormHead"/>
+    /// fuses it into the head; a prefill that only fills the cache needs none).
     /// </summary>
     public (Tensor hidden, RoutingStats stats) Forward(Tensor ids, RoutingMode mode, Tensor? positions = null,
-        KvCache? cache = null, IReadOnlyList<long>? rows = null)
+        KvCache? cache = null, IReadOnlyList<long>? rows = null, bool normalize = true)
     {
         long b = ids.shape[0], t = ids.shape[1];
         if (cache is not null)
@@ -182,7 +184,7 @@ public sealed class MoRModel : nn.Module
 
         for (int i = 0; i < layout.Coda.Length; i++) h = layers[layout.Coda[i]].Forward(h, Full(slots?.CodaSlot(i) ?? -1)).hidden;
         cache?.Advance(rows!, t);
-        return (norm.forward(h), stats);
+        return (normalize ? norm.forward(h) : h, stats);
     }
 
     protected override void Dispose(bool disposing)
@@ -252,8 +254,8 @@ public sealed class MoRForCausalLM : nn.Module
     /// </summary>
     public ModelOutput Forward(Tensor ids, KvCache cache, IReadOnlyList<long>? rows = null)
     {
-        var (h, stats) = model.Forward(ids, RoutingMode.Causal, null, cache, rows);
-        return new ModelOutput(Head(h), stats);
+        var (h, stats) = model.Forward(ids, RoutingMode.Causal, null, cache, rows, normalize: false);
+        return new ModelOutput(NormHead(h), stats);                                // the same head call as the batching engine's
     }
 
     /// <summary>A KV cache sized for this model: <paramref name="rows"/> sequences of up to <paramref name="maxLength"/> tokens.</summary>
@@ -275,6 +277,17 @@ public sealed class MoRForCausalLM : nn.Module
         if (SmallGemm.Accepts(h, weight)) return SmallGemm.Matmul(h, weight);
         using var swapped = InferenceLinear.Swapped(h, weight);
         return swapped.contiguous();
+    }
+
+    /// <summary>Head(norm(h)) for the un-normalised residual stream h [..., d]: under no-grad with the decode kernels the
+    /// final RMSNorm is the product's prologue (one call instead of the norm's tensor operations and the product).</summary>
+    public Tensor NormHead(Tensor h)
+    {
+        var weight = lm_head?.weight ?? model.EmbedTokens.weight!;
+        var norm = model.Norm;
+        if (!torch.is_grad_enabled() && norm.Weight.dtype == ScalarType.Float32 && SmallGemm.Accepts(h, weight))
+            return SmallGemm.Project(h, norm.Weight, norm.Eps, weight)[0];
+        return Head(norm.forward(h));
     }
 
     /// <summary>Mean next-token cross-entropy: logits[:, t] predicts ids[:, t+1].</summary>
