@@ -25,7 +25,8 @@ public sealed record EngineOptions
     /// Exited tokens wait for the last layer, head and sampling until they are at least this fraction of the sequences in
     /// flight (or nothing else is left to run): the head, the costliest call, then runs on a full batch (spec §5.2, App. E).
     /// 0.75 measured best with the decode kernels: MoR-3 at batch 32 was 1.13–1.22× vanilla (135M shape) against 0.94–1.29×
-    /// at 0.5, and faster on micro at batch 8 and 32 (`mor bench generate --exit-batch-fraction`, docs/benchmarks.md).
+    /// at 0.5, and faster on micro at batch 8 and 32 (`mor bench generate --exit-batch-fraction`, docs/benchmarks.md). With
+    /// session 5's faster kernels 0.5, 0.6 and 0.75 were within the run-to-run noise of each other.
     /// </summary>
     public double ExitBatchFraction { get; init; } = 0.75;
     /// <summary>
