@@ -26,9 +26,9 @@ internal unsafe struct DecodeSlot
 /// head: scores qᵀkₜ/√hd over [0, Length), softmax, Σ pₜvₜ. Each token is computed alone in a fixed order, so its output does
 /// not depend on the batch or the thread count.</para>
 /// </summary>
-public static unsafe class DecodeAttention
+internal static unsafe class DecodeAttention
 {
-    /// <summary>Work (multiply-adds) below which one thread does it all (about 25 µs here): handing half to the team costs more.</summary>
+    /// <summary>Work (multiply-adds) below which one thread does it all: handing a part to the team costs a hand-over and a wait.</summary>
     private const long ParallelThreshold = 256 * 1024;
 
     private struct Job

@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 namespace MoRSharp.Kernels;
 
 /// <summary>
-/// Runs the parts of a decode kernel (<see cref="SmallGemm"/>) on libtorch's own OpenMP thread team, by calling the
+/// Runs the parts of a decode kernel (<see cref="SmallGemm"/>, <see cref="DecodeAttention"/>) on libtorch's own OpenMP thread team, by calling the
 /// GNU OpenMP entry point <c>GOMP_parallel</c> of the libgomp that libtorch loaded.
 /// <para>Why not our own threads: libtorch's OpenMP workers keep spinning for a while after each parallel operation, so
 /// a second set of threads competes with them for the two cores. Measured on the micro shape (scratch program): a resident .NET worker made a
