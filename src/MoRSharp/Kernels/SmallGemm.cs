@@ -39,8 +39,28 @@ public static unsafe class SmallGemm
     // Below this many weight elements one thread does the whole product: waking a worker costs more than it saves.
     private const long ParallelThreshold = 32 * 1024;
 
-    /// <summary>AVX2 and FMA present and not turned off with <see cref="Variable"/>.</summary>
-    public static bool IsEnabled { get; } = Avx2.IsSupported && Fma.IsSupported && !IsOff(Environment.GetEnvironmentVariable(Variable));
+    /// <summary>AVX2 and FMA present, not turned off with <see cref="Variable"/>, and not inside <see cref="Disable"/>.</summary>
+    public static bool IsEnabled => Available && !disabled.Value;
+
+    private static readonly bool Available = Avx2.IsSupported && Fma.IsSupported && !IsOff(Environment.GetEnvironmentVariable(Variable));
+    private static readonly AsyncLocal<bool> disabled = new();
+
+    /// <summary>
+    /// Turns the decode kernels (products and decode attention) off until the returned scope is disposed, for the calling
+    /// flow and the threads and tasks it starts meanwhile (an engine created inside the scope keeps it): libtorch's paths
+    /// run instead. For comparisons and tests; other threads are not affected.
+    /// </summary>
+    public static IDisposable Disable()
+    {
+        bool before = disabled.Value;
+        disabled.Value = true;
+        return new Restore(before);
+    }
+
+    private sealed class Restore(bool before) : IDisposable
+    {
+        public void Dispose() => disabled.Value = before;
+    }
 
     private static bool IsOff(string? v) => v is not null && (v.Trim() == "0" || v.Trim().Equals("false", StringComparison.OrdinalIgnoreCase));
 

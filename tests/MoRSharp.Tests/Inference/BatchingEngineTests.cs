@@ -21,7 +21,21 @@ public class BatchingEngineTests
 
     [Theory]
     [MemberData(nameof(Models))]
-    public async Task Concurrent_sequences_decode_as_they_would_alone(string routing, string sharing, string kv)
+    public Task Concurrent_sequences_decode_as_they_would_alone(string routing, string sharing, string kv) =>
+        DecodeAsAlone(routing, sharing, kv);
+
+    /// <summary>The same with the decode kernels off: the engine's tensor path (index tensors and query positions built
+    /// from the cache groups' host members, scaled-dot-product attention per slot group) and libtorch's products.</summary>
+    [Theory]
+    [MemberData(nameof(Models))]
+    public async Task Concurrent_sequences_decode_as_they_would_alone_with_the_kernels_off(string routing, string sharing, string kv)
+    {
+        using var off = MoRSharp.Kernels.SmallGemm.Disable();
+        Assert.False(MoRSharp.Kernels.SmallGemm.IsEnabled);
+        await DecodeAsAlone(routing, sharing, kv);
+    }
+
+    private static async Task DecodeAsAlone(string routing, string sharing, string kv)
     {
         using var model = Build(routing, sharing, kv, 41);
         var tokenizer = TokenizerFactory.Bytes();
