@@ -97,7 +97,7 @@ public sealed class BenchGenerateCommand : ICommand
 
             // Warm the process before the first timed run: the JIT recompiles the decode path's methods (tiering) during the
             // first seconds, and with both cores busy decoding that took long enough that the first model measured here ran
-            // 20–35% slower than later ones (micro vanilla at batch 1: 90–111 tokens/s first in the process, 130–148 with
+            // 20–35% slower than later ones (micro vanilla at batch 1: 90–115 tokens/s first in the process, 118–148 with
             // DOTNET_TieredCompilation=0). Each variant runs for a while at the smallest batch; RunOne warms each engine again.
             foreach (var v in variants) Warm(models[v.Name], tokenizer, v, batches.Min(), context, seed, seconds: 1.5);
 
