@@ -125,7 +125,7 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
         ContextLength = Math.Min(options.ContextLength ?? model.Config.MaxPositionEmbeddings, model.Config.MaxPositionEmbeddings);
         int rows = options.MaxBatch, d = model.Config.HiddenSize;
         cache = model.CreateCache(rows, ContextLength);
-        var dtype = core.EmbedTokens.weight!.dtype;
+        var dtype = core.ComputeType;
         state = torch.zeros(rows, d, dtype: dtype).DetachFromDisposeScope();
         entry = torch.zeros(rows, d, dtype: dtype).DetachFromDisposeScope();
         gates = torch.zeros(rows, dtype: dtype).DetachFromDisposeScope();
@@ -325,7 +325,7 @@ public sealed class BatchingEngine : IGenerationService, IDisposable
     {
         var members = torch.tensor(enters.Select(r => (long)r).ToArray());
         var ids = torch.tensor(enters.Select(r => (long)nextId[r]).ToArray()).unsqueeze(1);   // [m, 1]
-        var h = core.EmbedTokens.forward(ids);                                               // [m, 1, d]
+        var h = core.Embed(ids);                                                             // [m, 1, d]
         var rope = Rope(enters);
         for (int i = 0; i < layout.Prelude.Length; i++)
             h = core.Layers[layout.Prelude[i]].Forward(h, Inputs(enters, rope, _ => (cache.Layout.PreludeSlot(i), true))).hidden;

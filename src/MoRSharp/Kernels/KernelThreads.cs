@@ -215,7 +215,8 @@ internal enum Epilogue
 }
 
 /// <summary>
-/// Operands of one kernel call: input rows X [M, D] and up to <see cref="MaxSegments"/> weights Wₛ [Nₛ, D] with outputs
+/// Operands of one kernel call: input rows X [M, D] and up to <see cref="MaxSegments"/> weights Wₛ [Nₛ, D] (float32 or
+/// bfloat16) with outputs
 /// Yₛ [M, Nₛ]. Raw pointers into memory the caller keeps alive until <see cref="KernelThreads.Run"/> returns.
 /// </summary>
 internal unsafe struct KernelJob
@@ -226,7 +227,9 @@ internal unsafe struct KernelJob
     public readonly int M, D;
     public readonly Epilogue Kind;
     public readonly float* R;   // residual for AddResidual, [M, N₀]
-    public float* W0, W1, W2, Y0, Y1, Y2;
+    public bool Bf16;           // weights are bfloat16 (all of them), else float32
+    public byte* W0, W1, W2;
+    public float* Y0, Y1, Y2;
     public int N0, N1, N2;
     public int Segments;
 
@@ -237,7 +240,7 @@ internal unsafe struct KernelJob
 
     public readonly int TotalRows => N0 + N1 + N2;
 
-    public void Set(int segment, float* w, float* y, int n)
+    public void Set(int segment, byte* w, float* y, int n)
     {
         switch (segment)
         {

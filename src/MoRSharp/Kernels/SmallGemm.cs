@@ -64,16 +64,18 @@ public static unsafe class SmallGemm
 
     private static bool IsOff(string? v) => v is not null && (v.Trim() == "0" || v.Trim().Equals("false", StringComparison.OrdinalIgnoreCase));
 
-    /// <summary>Whether the kernels accept these operands: enabled, float32 on the CPU, contiguous 2-D weights of x's width,
-    /// no autograd, at most <see cref="MaxRows"/> rows (<see cref="MaxHeldRows"/> inside <see cref="KernelThreads.Hold"/>).</summary>
+    /// <summary>Whether the kernels accept these operands: enabled, float32 input on the CPU, contiguous 2-D weights of x's
+    /// width in float32 or bfloat16 (all of one call alike; see <see cref="Bf16Weights"/>), no autograd, at most <see cref="MaxRows"/> rows (<see cref="MaxHeldRows"/> inside <see cref="KernelThreads.Hold"/>).</summary>
     public static bool Accepts(Tensor x, Tensor weight) => AcceptsInput(x, out long d) && AcceptsWeight(weight, d);
 
     /// <inheritdoc cref="Accepts(Tensor, Tensor)"/>
-    public static bool Accepts(Tensor x, Tensor w0, Tensor w1) => AcceptsInput(x, out long d) && AcceptsWeight(w0, d) && AcceptsWeight(w1, d);
+    public static bool Accepts(Tensor x, Tensor w0, Tensor w1) =>
+        AcceptsInput(x, out long d) && AcceptsWeight(w0, d) && AcceptsWeight(w1, d) && w1.dtype == w0.dtype;
 
     /// <inheritdoc cref="Accepts(Tensor, Tensor)"/>
     public static bool Accepts(Tensor x, Tensor w0, Tensor w1, Tensor w2) =>
-        AcceptsInput(x, out long d) && AcceptsWeight(w0, d) && AcceptsWeight(w1, d) && AcceptsWeight(w2, d);
+        AcceptsInput(x, out long d) && AcceptsWeight(w0, d) && AcceptsWeight(w1, d) && AcceptsWeight(w2, d)
+        && w1.dtype == w0.dtype && w2.dtype == w0.dtype;
 
     // These run before every decode projection, so they use size(i) (one native call) rather than shape (an array
     // allocated through a callback, about 1 µs each in TorchSharp).
@@ -88,7 +90,7 @@ public static unsafe class SmallGemm
     }
 
     private static bool AcceptsWeight(Tensor w, long d) =>
-        w.dtype == ScalarType.Float32 && w.device_type == DeviceType.CPU && w.dim() == 2 && w.is_contiguous()
+        w.dtype is ScalarType.Float32 or ScalarType.BFloat16 && w.device_type == DeviceType.CPU && w.dim() == 2 && w.is_contiguous()
         && w.size(1) == d && w.size(0) <= int.MaxValue;
 
     /// <summary>x [..., d] · W[n, d]ᵀ → a new contiguous [..., n]. Caller checks <see cref="Accepts(Tensor, Tensor)"/>.</summary>
@@ -165,6 +167,9 @@ public static unsafe class SmallGemm
         int d = (int)shape[^1];
         int m = (int)(x.numel() / d);
         if (weights.Length is < 1 or > KernelJob.MaxSegments) throw new ArgumentException($"1 to {KernelJob.MaxSegments} weights", nameof(weights));
+        var weightType = weights[0].dtype;
+        if (weightType is not (ScalarType.Float32 or ScalarType.BFloat16) || weights.Any(w => w.dtype != weightType))
+            throw new ArgumentException($"weights must all be float32 or all bfloat16, not {string.Join(", ", weights.Select(w => w.dtype))}", nameof(weights));
         if (normWeight is not null && (normWeight.numel() != d || normWeight.dtype != ScalarType.Float32 || !normWeight.is_contiguous()))
             throw new ArgumentException($"norm weight must be {d} contiguous float32 values", nameof(normWeight));
         // SwiGLU writes one output (silu(gate) ⊙ up); the up product goes to scratch memory.
@@ -194,12 +199,12 @@ public static unsafe class SmallGemm
                     RmsNormRows(xp, (float*)THSTensor_data(normWeight.Handle), (float)eps, np, m, d);
                     xp = np;
                 }
-                var job = new KernelJob(xp, m, d, epilogue, rc is null ? null : (float*)THSTensor_data(rc.Handle));
+                var job = new KernelJob(xp, m, d, epilogue, rc is null ? null : (float*)THSTensor_data(rc.Handle)) { Bf16 = weightType == ScalarType.BFloat16 };
                 long work = 0;
                 for (int s = 0; s < weights.Length; s++)
                 {
                     float* y = s < outputs ? (float*)THSTensor_data(ys[s].Handle) : sp;
-                    job.Set(s, (float*)THSTensor_data(weights[s].Handle), y, ns[s]);
+                    job.Set(s, (byte*)THSTensor_data(weights[s].Handle), y, ns[s]);
                     work += ns[s] * (long)d;
                 }
                 int threads = work < ParallelThreshold ? 1 : torch.get_num_threads();
@@ -236,8 +241,14 @@ public static unsafe class SmallGemm
 
     // The weights' rows, concatenated, split into `parts` ranges (even-sized, balanced). Part p computes all m rows of the
     // outputs for its range, then its share of the epilogue (which touches only those columns).
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Part(void* operands, int part, int parts)
+    {
+        if (((KernelJob*)operands)->Bf16) Part<Bf16Weights>(operands, part, parts);
+        else Part<F32Weights>(operands, part, parts);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Part<TW>(void* operands, int part, int parts) where TW : struct, IWeightFormat
     {
         ref readonly var job = ref *(KernelJob*)operands;
         if (job.Kind == Epilogue.SwiGlu)
@@ -245,8 +256,8 @@ public static unsafe class SmallGemm
             // Columns [c0, c1) of the gate and of the up product (both n wide), then silu(gate) ⊙ up in place.
             int n = job.N0, half = (n + 1) / 2;
             int c0 = Math.Min(n, (int)((long)half * part / parts) * 2), c1 = Math.Min(n, (int)((long)half * (part + 1) / parts) * 2);
-            Rows(job.X, job.W0, job.Y0, job.M, job.D, n, c0, c1);
-            Rows(job.X, job.W1, job.Y1, job.M, job.D, n, c0, c1);
+            Rows<TW>(job.X, job.W0, job.Y0, job.M, job.D, n, c0, c1);
+            Rows<TW>(job.X, job.W1, job.Y1, job.M, job.D, n, c0, c1);
             for (int i = 0; i < job.M; i++)
             {
                 float* g = job.Y0 + (long)i * n, u = job.Y1 + (long)i * n;
@@ -262,11 +273,12 @@ public static unsafe class SmallGemm
         for (int s = 0; s < job.Segments; s++)
         {
             var (wp, yp, n) = job.SegmentAt(s);
-            float* w = (float*)wp, y = (float*)yp;
+            byte* w = (byte*)wp;
+            float* y = (float*)yp;
             int a = Math.Max(g0, offset) - offset, b = Math.Min(g1, offset + n) - offset;
             if (a < b)
             {
-                Rows(job.X, w, y, job.M, job.D, n, a, b);
+                Rows<TW>(job.X, w, y, job.M, job.D, n, a, b);
                 if (job.Kind == Epilogue.AddResidual)
                     for (int i = 0; i < job.M; i++)
                     {
@@ -284,25 +296,28 @@ public static unsafe class SmallGemm
     // share each load of the inputs, because there the arithmetic starts to count.
     // Every output is summed the same way whichever kernel computes it (one 8-lane accumulator over k, the same
     // horizontal sum, then the scalar tail), so a sequence's logits do not depend on the batch it is decoded in.
+    // The weight format TW (float32 or bfloat16) changes only how eight weights are loaded; the sums are the same, so a
+    // bfloat16 weight gives bitwise the result of its float32 widening.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Rows(float* x, float* w, float* y, int m, int d, int n, int j0, int j1)
+    private static void Rows<TW>(float* x, byte* w, float* y, int m, int d, int n, int j0, int j1) where TW : struct, IWeightFormat
     {
+        long row = (long)d * TW.Size;   // bytes per weight row
         int j = j0;
         if (m >= 8)
             for (; j + 3 <= j1; j += 3)
             {
-                float* wj = w + (long)j * d;
-                float* ahead = j + 2 * PrefetchTriple <= j1 ? wj + (long)PrefetchTriple * d : null;
-                ThreeByFour(wj, x, d, y + j, n, Math.Min(4, m), ahead);
-                for (int i = 4; i < m; i += 4) ThreeByFour(wj, x + (long)i * d, d, y + (long)i * n + j, n, Math.Min(4, m - i), null);
+                byte* wj = w + j * row;
+                byte* ahead = j + 2 * PrefetchTriple <= j1 ? wj + PrefetchTriple * row : null;
+                ThreeByFour<TW>(wj, x, d, y + j, n, Math.Min(4, m), ahead);
+                for (int i = 4; i < m; i += 4) ThreeByFour<TW>(wj, x + (long)i * d, d, y + (long)i * n + j, n, Math.Min(4, m - i), null);
             }
         for (; j < j1; j++)
         {
-            float* wj = w + (long)j * d;
-            float* ahead = j + PrefetchRows < j1 ? wj + (long)PrefetchRows * d : null;
-            if (m == 1) { y[j] = Dot(wj, x, d, ahead); continue; }
-            OneByFour(wj, x, d, y + j, n, Math.Min(4, m), ahead);
-            for (int i = 4; i < m; i += 4) OneByFour(wj, x + (long)i * d, d, y + (long)i * n + j, n, Math.Min(4, m - i), null);
+            byte* wj = w + j * row;
+            byte* ahead = j + PrefetchRows < j1 ? wj + PrefetchRows * row : null;
+            if (m == 1) { y[j] = Dot<TW>(wj, x, d, ahead); continue; }
+            OneByFour<TW>(wj, x, d, y + j, n, Math.Min(4, m), ahead);
+            for (int i = 4; i < m; i += 4) OneByFour<TW>(wj, x + (long)i * d, d, y + (long)i * n + j, n, Math.Min(4, m - i), null);
         }
     }
 
@@ -317,31 +332,32 @@ public static unsafe class SmallGemm
     // missing rows repeat row 0 and only `rows` outputs are stored: four chains in flight are still faster than separate
     // dot products, whose single chain waits on the FMA latency (such tails took 12–13% of the engine thread at batch 32).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void OneByFour(float* w, float* x0, int d, float* y, int n, int rows, float* ahead)
+    private static void OneByFour<TW>(byte* w, float* x0, int d, float* y, int n, int rows, byte* ahead) where TW : struct, IWeightFormat
     {
         float* x1 = rows > 1 ? x0 + d : x0, x2 = rows > 2 ? x0 + 2 * d : x0, x3 = rows > 3 ? x0 + 3 * d : x0;
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         int k = 0;
         for (; k + 8 <= d; k += 8)
         {
-            if (ahead != null) Sse.Prefetch0(ahead + k);
-            var q = Avx.LoadVector256(w + k);
+            if (ahead != null) Sse.Prefetch0(ahead + k * TW.Size);
+            var q = TW.Load(w, k);
             a0 = Fma.MultiplyAdd(q, Avx.LoadVector256(x0 + k), a0);
             a1 = Fma.MultiplyAdd(q, Avx.LoadVector256(x1 + k), a1);
             a2 = Fma.MultiplyAdd(q, Avx.LoadVector256(x2 + k), a2);
             a3 = Fma.MultiplyAdd(q, Avx.LoadVector256(x3 + k), a3);
         }
         var s = Sum4(a0, a1, a2, a3);
-        if (k < d) s = Sse.Add(s, Tail4(w, w, w, w, x0, x1, x2, x3, k, d));
+        if (k < d) s = Sse.Add(s, Tail4<TW>(w, w, w, w, x0, x1, x2, x3, k, d));
         Store(y, n, rows, s);
     }
 
     // Three weight rows against four input rows: 12 independent accumulators (enough to keep both FMA pipes busy through
     // their latency), 7 loads per 12 FMAs, 16 vector registers in all. Fewer than four rows as in OneByFour.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ThreeByFour(float* w, float* x0, int d, float* y, int n, int rows, float* ahead)
+    private static void ThreeByFour<TW>(byte* w, float* x0, int d, float* y, int n, int rows, byte* ahead) where TW : struct, IWeightFormat
     {
-        float* v = w + d, u = v + d;
+        long row = (long)d * TW.Size;
+        byte* v = w + row, u = v + row;
         float* x1 = rows > 1 ? x0 + d : x0, x2 = rows > 2 ? x0 + 2 * d : x0, x3 = rows > 3 ? x0 + 3 * d : x0;
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
@@ -349,10 +365,14 @@ public static unsafe class SmallGemm
         int k = 0;
         for (; k + 8 <= d; k += 8)
         {
-            if (ahead != null) { Sse.Prefetch0(ahead + k); Sse.Prefetch0(ahead + d + k); Sse.Prefetch0(ahead + 2 * d + k); }
-            var p = Avx.LoadVector256(w + k);
-            var q = Avx.LoadVector256(v + k);
-            var r = Avx.LoadVector256(u + k);
+            if (ahead != null)
+            {
+                byte* a = ahead + k * TW.Size;
+                Sse.Prefetch0(a); Sse.Prefetch0(a + row); Sse.Prefetch0(a + 2 * row);
+            }
+            var p = TW.Load(w, k);
+            var q = TW.Load(v, k);
+            var r = TW.Load(u, k);
             var z = Avx.LoadVector256(x0 + k); a0 = Fma.MultiplyAdd(p, z, a0); b0 = Fma.MultiplyAdd(q, z, b0); c0 = Fma.MultiplyAdd(r, z, c0);
             z = Avx.LoadVector256(x1 + k); a1 = Fma.MultiplyAdd(p, z, a1); b1 = Fma.MultiplyAdd(q, z, b1); c1 = Fma.MultiplyAdd(r, z, c1);
             z = Avx.LoadVector256(x2 + k); a2 = Fma.MultiplyAdd(p, z, a2); b2 = Fma.MultiplyAdd(q, z, b2); c2 = Fma.MultiplyAdd(r, z, c2);
@@ -363,9 +383,9 @@ public static unsafe class SmallGemm
         var sc = Sum4(c0, c1, c2, c3);
         if (k < d)
         {
-            sa = Sse.Add(sa, Tail4(w, w, w, w, x0, x1, x2, x3, k, d));
-            sb = Sse.Add(sb, Tail4(v, v, v, v, x0, x1, x2, x3, k, d));
-            sc = Sse.Add(sc, Tail4(u, u, u, u, x0, x1, x2, x3, k, d));
+            sa = Sse.Add(sa, Tail4<TW>(w, w, w, w, x0, x1, x2, x3, k, d));
+            sb = Sse.Add(sb, Tail4<TW>(v, v, v, v, x0, x1, x2, x3, k, d));
+            sc = Sse.Add(sc, Tail4<TW>(u, u, u, u, x0, x1, x2, x3, k, d));
         }
         Store(y, n, rows, sa);
         Store(y + 1, n, rows, sb);
@@ -385,17 +405,17 @@ public static unsafe class SmallGemm
     // One weight row against one input row (single-sequence decoding and leftover rows). One accumulator chain is enough
     // here: FMA latency allows about 24 GB/s per core, above what memory delivers.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Dot(float* w, float* x, int d, float* ahead = null)
+    private static float Dot<TW>(byte* w, float* x, int d, byte* ahead = null) where TW : struct, IWeightFormat
     {
         var acc = Vector256<float>.Zero;
         int k = 0;
         for (; k + 8 <= d; k += 8)
         {
-            if (ahead != null) Sse.Prefetch0(ahead + k);
-            acc = Fma.MultiplyAdd(Avx.LoadVector256(w + k), Avx.LoadVector256(x + k), acc);
+            if (ahead != null) Sse.Prefetch0(ahead + k * TW.Size);
+            acc = Fma.MultiplyAdd(TW.Load(w, k), Avx.LoadVector256(x + k), acc);
         }
         var s = Sum4(acc, acc, acc, acc);
-        if (k < d) s = Sse.Add(s, Tail4(w, w, w, w, x, x, x, x, k, d));
+        if (k < d) s = Sse.Add(s, Tail4<TW>(w, w, w, w, x, x, x, x, k, d));
         return s.ToScalar();
     }
 
@@ -409,11 +429,49 @@ public static unsafe class SmallGemm
 
     // The k ≥ (d rounded down to 8) remainder for four (weight row, input row) pairs, summed in order.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static Vector128<float> Tail4(float* w0, float* w1, float* w2, float* w3, float* x0, float* x1, float* x2, float* x3, int k, int d)
+    private static Vector128<float> Tail4<TW>(byte* w0, byte* w1, byte* w2, byte* w3, float* x0, float* x1, float* x2, float* x3, int k, int d)
+        where TW : struct, IWeightFormat
     {
         float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        for (; k < d; k++) { s0 += w0[k] * x0[k]; s1 += w1[k] * x1[k]; s2 += w2[k] * x2[k]; s3 += w3[k] * x3[k]; }
+        for (; k < d; k++) { s0 += TW.At(w0, k) * x0[k]; s1 += TW.At(w1, k) * x1[k]; s2 += TW.At(w2, k) * x2[k]; s3 += TW.At(w3, k) * x3[k]; }
         return Vector128.Create(s0, s1, s2, s3);
+    }
+
+    /// <summary>How a kernel reads weights: eight at a time as float32 lanes, or one (tails).</summary>
+    internal interface IWeightFormat
+    {
+        static abstract int Size { get; }
+        static abstract Vector256<float> Load(byte* w, int k);
+        static abstract float At(byte* w, int k);
+    }
+
+    internal struct F32Weights : IWeightFormat
+    {
+        public static int Size => sizeof(float);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load(byte* w, int k) => Avx.LoadVector256((float*)w + k);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float At(byte* w, int k) => ((float*)w)[k];
+    }
+
+    /// <summary>
+    /// bfloat16 weights (the upper half of a float32): widened exactly to float32 on load (zero-extend, shift left 16), so
+    /// the arithmetic is float32 throughout. Decoding reads every weight once per token, so half the bytes is up to half
+    /// the time where memory is the limit (weight-only bfloat16, as llama.cpp's bf16 files; activations, norms, the KV
+    /// cache and the sums stay float32).
+    /// </summary>
+    internal struct Bf16Weights : IWeightFormat
+    {
+        public static int Size => sizeof(ushort);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load(byte* w, int k) =>
+            Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((ushort*)w + k), 16).AsSingle();
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float At(byte* w, int k) => BitConverter.Int32BitsToSingle(((ushort*)w)[k] << 16);
     }
 
     /// <summary>The first element of a contiguous float32 CPU tensor (the caller keeps the tensor alive).</summary>

@@ -27,6 +27,15 @@ public static class InferenceLinear
     /// CPU has AVX2/FMA (a new contiguous tensor), else the swapped product (a strided view); otherwise <c>layer.forward</c>.</summary>
     public static Tensor Forward(Linear layer, Tensor x)
     {
+        if (layer.weight!.dtype != x.dtype)
+        {
+            // weights stored narrower than the activations (MoRForCausalLM.StoreWeightsAs): the kernels widen as they load
+            if (layer.bias is null && SmallGemm.Accepts(x, layer.weight!)) return SmallGemm.Matmul(x, layer.weight!);
+            using var w = layer.weight!.to_type(x.dtype);
+            using var b = layer.bias?.to_type(x.dtype);
+            bool swapped = !torch.is_grad_enabled() && b is null && x.numel() / Math.Max(1, x.size(-1)) <= MaxRows;
+            return swapped ? Swapped(x, w) : nn.functional.linear(x, w, b);
+        }
         if (torch.is_grad_enabled() || layer.bias is not null) return layer.forward(x);
         if (SmallGemm.Accepts(x, layer.weight!)) return SmallGemm.Matmul(x, layer.weight!);
         long d = x.shape[^1];

@@ -77,6 +77,19 @@ public sealed class MoRModel : nn.Module
     }
 
     public Embedding EmbedTokens => embed_tokens;
+
+    /// <summary>The type the residual stream, the norms and the KV cache compute in: the final norm's type. Usually every
+    /// weight has it; after <see cref="MoRForCausalLM.StoreWeightsAs"/> the projection and embedding weights are narrower.</summary>
+    public ScalarType ComputeType => norm.Weight.dtype;
+
+    /// <summary>Token embeddings [..., d] in <see cref="ComputeType"/> (a widened copy when the table is stored narrower).</summary>
+    public Tensor Embed(Tensor ids)
+    {
+        var h = embed_tokens.forward(ids);
+        if (h.dtype == ComputeType) return h;
+        using (h) return h.to_type(ComputeType);
+    }
+
     public IReadOnlyList<DecoderLayer> Layers => layers.ToList();
     public RecursionLayout Layout => layout;
     public RotaryEmbedding Rope => rope;
@@ -116,7 +129,7 @@ public sealed class MoRModel : nn.Module
             throw new ArgumentException($"sequence length {t} exceeds max_position_embeddings {config.MaxPositionEmbeddings}");
         bool defaultPositions = positions is null;
         positions ??= torch.arange(t, dtype: ScalarType.Int64).unsqueeze(0).expand(b, t);
-        var h = embed_tokens.forward(ids);                                          // [B, T, d]
+        var h = Embed(ids);                                                         // [B, T, d]
         var (cos, sin) = rope.At(positions, h.dtype);                              // [B, 1, T, hd]
         var allCounts = Enumerable.Repeat(t, (int)b).ToArray();
         var slots = cache?.Layout;
@@ -260,7 +273,7 @@ public sealed class MoRForCausalLM : nn.Module
 
     /// <summary>A KV cache sized for this model: <paramref name="rows"/> sequences of up to <paramref name="maxLength"/> tokens.</summary>
     public KvCache CreateCache(int rows, int maxLength) =>
-        new(Config, rows, maxLength, model.EmbedTokens.weight!.dtype);
+        new(Config, rows, maxLength, model.ComputeType);
 
     /// <summary>Final hidden states [..., d] → logits [..., V] (tied to the embedding unless the config unties them).</summary>
     /// <remarks>Under no-grad with at most 64 rows (decoding; up to 1,024 in the batching engine's held stages) the product
@@ -272,12 +285,45 @@ public sealed class MoRForCausalLM : nn.Module
     /// touches one cache line per element.</remarks>
     public Tensor Head(Tensor h)
     {
-        var weight = lm_head?.weight ?? model.EmbedTokens.weight!;
-        if (torch.is_grad_enabled()) return nn.functional.linear(h, weight);
+        Tensor weight = lm_head?.weight ?? model.EmbedTokens.weight!;
         if (SmallGemm.Accepts(h, weight)) return SmallGemm.Matmul(h, weight);
+        using var widened = weight.dtype == h.dtype ? null : weight.to_type(h.dtype);   // stored narrower (StoreWeightsAs)
+        weight = widened ?? weight;
+        if (torch.is_grad_enabled()) return nn.functional.linear(h, weight);
         using var swapped = InferenceLinear.Swapped(h, weight);
         return swapped.contiguous();
     }
+
+    /// <summary>
+    /// Weight-only bfloat16 for decoding: the attention and MLP projection weights and the embedding (the LM head when
+    /// untied) are stored as bfloat16, half their float32 bytes; the norms, routers, activations, sums and KV cache stay
+    /// float32. Decoding reads every weight once per token and is limited by memory, so this is what llama.cpp's bf16 and
+    /// f16 files do. The decode kernels (<see cref="SmallGemm"/>) widen the weights exactly as they load them, so the
+    /// model computes what a float32 model with these rounded weights computes; paths without the kernels (long prompts,
+    /// other CPUs) widen a weight per call. For inference: training needs float32 weights. Only bfloat16 is supported.
+    /// </summary>
+    public void StoreWeightsAs(ScalarType type)
+    {
+        if (type == ScalarType.Float32 && model.ComputeType == ScalarType.Float32 && AllWeights(ScalarType.Float32)) return;
+        if (type != ScalarType.BFloat16)
+            throw new ArgumentException($"weights can be stored as bfloat16 for decoding, not {type} (float32 is the default)");
+        if (model.ComputeType != ScalarType.Float32)
+            throw new InvalidOperationException($"weight-only bfloat16 needs a float32 model, not {model.ComputeType}");
+        using var _ = torch.no_grad();
+        foreach (var (name, module) in named_modules())
+            if (IsStoredNarrow(name)) module.to(type);
+    }
+
+    /// <summary>The projection and embedding weights' type (float32, or bfloat16 after <see cref="StoreWeightsAs"/>).</summary>
+    public ScalarType WeightType => model.EmbedTokens.weight!.dtype;
+
+    private bool AllWeights(ScalarType type) => named_modules().Where(m => IsStoredNarrow(m.name))
+        .All(m => m.module.parameters().All(p => p.dtype == type));
+
+    // model.embed_tokens, lm_head, and model.layers.{u}.self_attn.{q,k,v,o}_proj / .mlp.{gate,up,down}_proj; not the routers.
+    private static bool IsStoredNarrow(string name) =>
+        name is "model.embed_tokens" or "lm_head"
+        || (name.StartsWith("model.layers.", StringComparison.Ordinal) && name.EndsWith("_proj", StringComparison.Ordinal));
 
     /// <summary>Head(norm(h)) for the un-normalised residual stream h [..., d]: under no-grad with the decode kernels the
     /// final RMSNorm is the product's prologue (one call instead of the norm's tensor operations and the product).</summary>
