@@ -8,6 +8,7 @@ using MoRSharp.Inference;
 using MoRSharp.Model;
 using MoRSharp.Native;
 using MoRSharp.Reporting;
+using static TorchSharp.torch;
 
 namespace MoRSharp.Cli.Commands;
 
@@ -21,7 +22,7 @@ public sealed class BenchGenerateCommand : ICommand
     public string Name => "bench generate";
     public string Summary => "Decode throughput and latency: vanilla vs MoR N_r = 2, 3, 4 with continuous depth-wise batching.";
     public IReadOnlyList<string> Usage { get; } =
-        ["mor bench generate [--shape micro|small] [--recursions 2,3,4] [--batches 1,8,32] [--max-batch-at N] [--tokens N] [--rounds R] [--json]"];
+        ["mor bench generate [--shape micro|small] [--recursions 2,3,4] [--batches 1,8,32] [--max-batch-at N] [--tokens N] [--weights float32|bfloat16] [--rounds R] [--json]"];
 
     public IReadOnlyList<CliOption> Options { get; } =
     [
@@ -34,6 +35,7 @@ public sealed class BenchGenerateCommand : ICommand
         new("--exit", "uniform|router", "MoR exit depths: uniform over 1..N_r (= the default capacities N_r/N_r … 1/N_r; default), or the random routers' own decisions"),
         new("--exit-batch-fraction", "F", "exited tokens wait for the head until they are this fraction of the sequences in flight, 0–1 (default 0.75)"),
         new("--rounds", "R", "repeat the whole interleaved sweep R times: median tokens/s, and the median of the per-round ratios to vanilla (default 1)"),
+        new("--weights", "T", "float32 (default) or bfloat16: the type every model holds its projection and embedding weights in (weight-only; activations, sums and the KV cache stay float32)"),
         new("--seed", "S", "seed of weights, lengths and exit draws (default 1)"),
         new("--soak", "N", "instead: generate N tokens in a loop (MoR-3, batch 8, rows refilled) and print resident memory every N/10 tokens"),
         new("--threads", "N", "torch threads (default: all cores)"),
@@ -66,9 +68,10 @@ public sealed class BenchGenerateCommand : ICommand
         double exitFraction = o.GetDouble("--exit-batch-fraction") ?? new EngineOptions().ExitBatchFraction;
         if (exitFraction is < 0 or > 1 || double.IsNaN(exitFraction))
             throw new UsageException($"--exit-batch-fraction: expected a number from 0 to 1, got {exitFraction.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+        var weights = WeightsOption.Parse(o);
         TorchRuntime.Initialize(o.GetInt("--threads", 1));
         int context = Math.Min(2048, 2 * meanTokens + 8);
-        if (o.GetInt("--soak", 100) is int soak) return Soak(shape, soak, meanTokens, context, seed, stdout, stderr);
+        if (o.GetInt("--soak", 100) is int soak) return Soak(shape, soak, meanTokens, context, seed, weights, stdout, stderr);
 
         // Models: each MoR-N_r against a vanilla model with the same unrolled depth (the paper compares MoR-4 with a 34-layer vanilla).
         var variants = new List<Variant>();
@@ -80,7 +83,7 @@ public sealed class BenchGenerateCommand : ICommand
             variants.Add(new Variant($"MoR-{nr} ({mor.NumHiddenLayers}L)", mor, nr, vname));
         }
         var tokenizer = new IdsOnlyTokenizer(49152);   // random weights: the text is meaningless, only ids flow
-        var models = variants.ToDictionary(v => v.Name, v => new MoRForCausalLM(v.Config, seed));
+        var models = variants.ToDictionary(v => v.Name, v => WeightsOption.Apply(new MoRForCausalLM(v.Config, seed), weights));
         try
         {
             // Batch settings: fixed sizes, plus "max" = what fits the memory vanilla needs at batch maxAt.
@@ -90,8 +93,8 @@ public sealed class BenchGenerateCommand : ICommand
                 foreach (var v in variants)
                 {
                     var baseline = variants.First(x => x.Name == v.Baseline);
-                    double budget = Memory(baseline.Config, maxAt, context);
-                    int fit = MaxBatch(v.Config, budget, context);
+                    double budget = Memory(models[baseline.Name], maxAt, context);
+                    int fit = MaxBatch(models[v.Name], budget, context);
                     runs.Add((v.Name, fit, $"max={fit} (budget {Fmt.Bytes((long)budget)})"));
                 }
 
@@ -122,7 +125,7 @@ public sealed class BenchGenerateCommand : ICommand
             {
                 RoundRatios = g.Select(r => RoundRatio(r, all, variants)).Where(x => !double.IsNaN(x)).Order().ToArray(),
             }).ToList();
-            Print(results, variants, shape, exit, meanTokens, stdout, o.Has("--json"));
+            Print(results, variants, shape, exit, meanTokens, weights, stdout, o.Has("--json"));
         }
         finally { foreach (var m in models.Values) m.Dispose(); }
         return CommandLine.ExitOk;
@@ -168,7 +171,7 @@ public sealed class BenchGenerateCommand : ICommand
         var acc = ModelAccounting.Compute(v.Config, context);
         double blockBatch = engine.RecursionSteps > 0 ? (double)engine.RecursionTokens / engine.RecursionSteps : 0;
         return new Result(v.Name, batch, label, tokens, seconds, tokens / seconds, Percentile(latencies, 0.5), meanDepth,
-            acc.KvBytesPerTokenFp32, acc.TotalParams * 4.0, blockBatch);
+            acc.KvBytesPerTokenFp32, ParamBytes(model), blockBatch);
     }
 
     private static void WarmEngine(BatchingEngine engine, int batch, double seconds)
@@ -187,10 +190,10 @@ public sealed class BenchGenerateCommand : ICommand
     }
 
     /// <summary>Generates <paramref name="total"/> tokens through the engine and reports resident memory along the way.</summary>
-    private static int Soak(string shape, int total, int meanTokens, int context, int seed, TextWriter stdout, TextWriter stderr)
+    private static int Soak(string shape, int total, int meanTokens, int context, int seed, ScalarType weights, TextWriter stdout, TextWriter stderr)
     {
         var config = Shape(shape, 3, context);
-        using var model = new MoRForCausalLM(config, seed);
+        using var model = WeightsOption.Apply(new MoRForCausalLM(config, seed), weights);
         using var engine = new BatchingEngine(model, new IdsOnlyTokenizer(config.VocabSize),
             new EngineOptions { MaxBatch = 8, ContextLength = context, ForcedDepthDistribution = [1, 1, 1], ForcedDepthSeed = seed });
         var table = new ConsoleTable("tokens", "RSS", "tokens/s");
@@ -217,18 +220,14 @@ public sealed class BenchGenerateCommand : ICommand
 
     private static GenerationOptions Greedy(int n) => new() { MaxTokens = n, Sampling = SamplingOptions.Greedy, StopTokenIds = [] };
 
-    /// <summary>Parameters + KV cache (fp32) of <paramref name="batch"/> sequences of <paramref name="context"/> tokens.</summary>
-    private static double Memory(ModelConfig c, int batch, int context)
-    {
-        var a = ModelAccounting.Compute(c, context);
-        return a.TotalParams * 4.0 + batch * (double)context * a.KvBytesPerTokenFp32;
-    }
+    /// <summary>Parameters (as stored) + KV cache (fp32) of <paramref name="batch"/> sequences of <paramref name="context"/> tokens.</summary>
+    private static double Memory(MoRForCausalLM model, int batch, int context) =>
+        ParamBytes(model) + batch * (double)context * ModelAccounting.Compute(model.Config, context).KvBytesPerTokenFp32;
 
-    private static int MaxBatch(ModelConfig c, double budget, int context)
-    {
-        var a = ModelAccounting.Compute(c, context);
-        return Math.Max(1, (int)Math.Floor((budget - a.TotalParams * 4.0) / (context * a.KvBytesPerTokenFp32)));
-    }
+    private static int MaxBatch(MoRForCausalLM model, double budget, int context) =>
+        Math.Max(1, (int)Math.Floor((budget - ParamBytes(model)) / (context * ModelAccounting.Compute(model.Config, context).KvBytesPerTokenFp32)));
+
+    private static double ParamBytes(MoRForCausalLM model) => model.parameters().Sum(p => (double)p.numel() * p.element_size());
 
     /// <summary>The benchmark shapes (vocab 49152, tied, as the llama.cpp reference runs); MoR = expert-choice Middle-Cycle.</summary>
     private static ModelConfig Shape(string shape, int? nr, int context, int? vanillaLayers = null)
@@ -253,7 +252,7 @@ public sealed class BenchGenerateCommand : ICommand
         };
     }
 
-    private static void Print(List<Result> results, List<Variant> variants, string shape, string exit, int meanTokens, TextWriter stdout, bool json)
+    private static void Print(List<Result> results, List<Variant> variants, string shape, string exit, int meanTokens, ScalarType weights, TextWriter stdout, bool json)
     {
         static double Ratio(Result r) => r.RoundRatios.Length == 0 ? double.NaN : r.RoundRatios[r.RoundRatios.Length / 2];
         if (json)
@@ -266,7 +265,7 @@ public sealed class BenchGenerateCommand : ICommand
                 ["mean_depth"] = r.MeanDepth, ["kv_bytes_per_token"] = r.KvBytesPerTokenAccounting, ["param_bytes"] = r.ParamBytes,
                 ["mean_shared_block_batch"] = r.SharedBlockBatch,
             }).ToArray());
-            stdout.WriteLine(new JsonObject { ["shape"] = shape, ["exit"] = exit, ["mean_tokens"] = meanTokens, ["results"] = arr }
+            stdout.WriteLine(new JsonObject { ["shape"] = shape, ["weights"] = WeightsOption.Name(weights), ["exit"] = exit, ["mean_tokens"] = meanTokens, ["results"] = arr }
                 .ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             return;
         }
@@ -293,7 +292,7 @@ public sealed class BenchGenerateCommand : ICommand
             t.AddRow(cells.ToArray());
         }
         stdout.WriteLine(t.ToText());
-        stdout.WriteLine($"shape {shape}; random weights; MoR exits {(exit == "router" ? "decided by the (random) routers" : "drawn uniformly over 1..N_r (the default capacities)")}; " +
+        stdout.WriteLine($"shape {shape}; random {WeightsOption.Name(weights)} weights; MoR exits {(exit == "router" ? "decided by the (random) routers" : "drawn uniformly over 1..N_r (the default capacities)")}; " +
                          $"prompts = one token, ~{meanTokens} new tokens each; tokens/s = generated tokens / wall time of the whole batch run." +
                          (rounds ? " With rounds: tokens/s is the median run; × vanilla is the median of the per-round ratios (adjacent runs), range = their lowest and highest." : ""));
     }

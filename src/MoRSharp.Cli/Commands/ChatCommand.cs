@@ -27,6 +27,7 @@ public sealed class ChatCommand : ICommand
         new("--system", "TEXT", "a system message at the start of the conversation"),
         new("--show-depth", null, "colour each reply token by its number of recursions"),
         .. SamplingFlags.Options,
+        WeightsOption.Option,
         new("--threads", "N", "torch threads"),
     ];
 
@@ -34,9 +35,10 @@ public sealed class ChatCommand : ICommand
     {
         string dir = o.Get("--model") ?? throw new UsageException("--model DIR is required");
         var options = SamplingFlags.Parse(o);
+        var weights = WeightsOption.Parse(o);
         TorchRuntime.Initialize(o.GetInt("--threads", 1));
         var (model, tokenizer) = Checkpoint.LoadModelFolder(dir);
-        using var _ = model;
+        using var _ = WeightsOption.Apply(model, weights);
         using var generator = new TextGenerator(model, tokenizer);
         using var session = generator.CreateSession();
         var format = ChatFormats.ForModelFolder(dir, tokenizer);

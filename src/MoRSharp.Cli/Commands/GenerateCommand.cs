@@ -15,7 +15,7 @@ public sealed class GenerateCommand : ICommand
     public string Name => "generate";
     public string Summary => "Continue a prompt with a trained model (streams text; --show-depth colours tokens by recursion depth).";
     public IReadOnlyList<string> Usage { get; } =
-        ["mor generate --model DIR --prompt TEXT [--max-tokens N] [--seed S] [--temperature T] [--top-k K] [--top-p P] [--stop TEXT] [--show-depth] [--html FILE] [--json]"];
+        ["mor generate --model DIR --prompt TEXT [--max-tokens N] [--seed S] [--temperature T] [--top-k K] [--top-p P] [--stop TEXT] [--weights bfloat16] [--show-depth] [--html FILE] [--json]"];
 
     public IReadOnlyList<CliOption> Options { get; } =
     [
@@ -26,6 +26,7 @@ public sealed class GenerateCommand : ICommand
         .. SamplingFlags.Options,
         new("--show-depth", null, "colour each generated token by its number of recursions (ANSI), with a legend"),
         new("--html", "FILE", "also write the prompt and the generated text, coloured by depth, as an HTML page"),
+        WeightsOption.Option,
         new("--threads", "N", "torch threads"),
         new("--json", null, "print JSON (text, token ids, depths, timing) instead of streaming"),
     ];
@@ -37,9 +38,10 @@ public sealed class GenerateCommand : ICommand
             ? File.Exists(pf) ? File.ReadAllText(pf) : throw new FileNotFoundException($"--prompt-file: {pf} does not exist")
             : throw new UsageException("--prompt TEXT (or --prompt-file FILE) is required"));
         var options = SamplingFlags.Parse(o);
+        var weights = WeightsOption.Parse(o);
         TorchRuntime.Initialize(o.GetInt("--threads", 1));
         var (model, tokenizer) = Checkpoint.LoadModelFolder(dir);
-        using var _ = model;
+        using var _ = WeightsOption.Apply(model, weights);
         using var generator = new TextGenerator(model, tokenizer);
         var ids = tokenizer.Encode(prompt).ToList();
         if (o.Has("--bos"))

@@ -30,6 +30,7 @@ public sealed class ServeCommand : ICommand
         new("--max-prompt-tokens", "N", "longest prompt in tokens (default: the context length − 1)"),
         new("--max-body-bytes", "N", "largest request body (default 1048576)"),
         new("--model-id", "NAME", "the model's id in the API (default: the model folder's name)"),
+        WeightsOption.Option,
         new("--threads", "N", "torch threads"),
     ];
 
@@ -64,9 +65,10 @@ public sealed class ServeCommand : ICommand
         try { serverOptions.Validate(); }
         catch (ArgumentException e) { throw new UsageException("--" + e.Message); }
 
+        var weights = WeightsOption.Parse(o);
         TorchRuntime.Initialize(o.GetInt("--threads", 1));
         var (model, tokenizer) = Checkpoint.LoadModelFolder(dir);
-        using var _ = model;
+        using var _ = WeightsOption.Apply(model, weights);
         int context = o.GetInt("--context", 2) ?? model.Config.MaxPositionEmbeddings;
         if (context > model.Config.MaxPositionEmbeddings)
             throw new UsageException($"--context: {context} is longer than the model's max_position_embeddings ({model.Config.MaxPositionEmbeddings})");

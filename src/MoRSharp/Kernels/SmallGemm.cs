@@ -301,6 +301,11 @@ public static unsafe class SmallGemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Rows<TW>(float* x, byte* w, float* y, int m, int d, int n, int j0, int j1) where TW : struct, IWeightFormat
     {
+        if (TW.Size != sizeof(float) && m > 4 && d <= MaxWidenedWidth)
+        {
+            RowsWidened<TW>(x, w, y, m, d, n, j0, j1);
+            return;
+        }
         long row = (long)d * TW.Size;   // bytes per weight row
         int j = j0;
         if (m >= 8)
@@ -319,6 +324,47 @@ public static unsafe class SmallGemm
             OneByFour<TW>(wj, x, d, y + j, n, Math.Min(4, m), ahead);
             for (int i = 4; i < m; i += 4) OneByFour<TW>(wj, x + (long)i * d, d, y + (long)i * n + j, n, Math.Min(4, m - i), null);
         }
+    }
+
+    // Narrow weights against more than four input rows: each weight row (or triple) is widened once into a float32 buffer
+    // on the stack and the float32 kernels run every block of input rows against it, instead of widening it again for each
+    // block. Widening is exact, so the results are bitwise those of Rows. The prefetch runs while widening.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void RowsWidened<TW>(float* x, byte* w, float* y, int m, int d, int n, int j0, int j1) where TW : struct, IWeightFormat
+    {
+        long row = (long)d * TW.Size;
+        float* wide = stackalloc float[3 * d];
+        int j = j0;
+        if (m >= 8)
+            for (; j + 3 <= j1; j += 3)
+            {
+                byte* wj = w + j * row;
+                Widen<TW>(wj, wide, 3 * d, j + 2 * PrefetchTriple <= j1 ? wj + PrefetchTriple * row : null);
+                for (int i = 0; i < m; i += 4)
+                    ThreeByFour<F32Weights>((byte*)wide, x + (long)i * d, d, y + (long)i * n + j, n, Math.Min(4, m - i), null);
+            }
+        for (; j < j1; j++)
+        {
+            byte* wj = w + j * row;
+            Widen<TW>(wj, wide, d, j + PrefetchRows < j1 ? wj + PrefetchRows * row : null);
+            for (int i = 0; i < m; i += 4)
+                OneByFour<F32Weights>((byte*)wide, x + (long)i * d, d, y + (long)i * n + j, n, Math.Min(4, m - i), null);
+        }
+    }
+
+    // Widest d RowsWidened takes (its stack buffer is 3·d floats, 48 KB here); wider weights are widened per block instead.
+    private const int MaxWidenedWidth = 4096;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Widen<TW>(byte* w, float* output, int count, byte* ahead) where TW : struct, IWeightFormat
+    {
+        int k = 0;
+        for (; k + 8 <= count; k += 8)
+        {
+            if (ahead != null) Sse.Prefetch0(ahead + k * TW.Size);
+            Avx.Store(output + k, TW.Load(w, k));
+        }
+        for (; k < count; k++) output[k] = TW.At(w, k);
     }
 
     // Software prefetch distances, in weight rows: while the first block of input rows runs against weight row(s) j, the

@@ -134,6 +134,51 @@ public class GenerateCommandTests : IDisposable
         }
     }
 
+    [Fact]
+    public void Generate_with_bf16_weights_continues_as_the_model_with_rounded_weights_does()
+    {
+        // the same model with its projection and embedding weights rounded to bfloat16, written as float32
+        string rounded = Path.Combine(dir, "rounded");
+        using (var model = BatchingEngineTests.Build("expert", "middle_cycle", "recursion_wise", 61, context: 64))
+        {
+            using (TorchSharp.torch.no_grad())
+                foreach (var (name, p) in model.named_parameters())
+                    if (name is "model.embed_tokens.weight" || (name.StartsWith("model.layers.") && name.EndsWith("_proj.weight")))
+                        p.copy_(p.to_type(TorchSharp.torch.ScalarType.BFloat16).to_type(TorchSharp.torch.ScalarType.Float32));
+            Checkpoint.WriteModelFolder(rounded, model, TokenizerFactory.Bytes().SaveTo);
+        }
+        string[] args = ["--prompt", "abc", "--max-tokens", "8", "--temperature", "0", "--json"];
+        var narrow = CliRunner.Run(["generate", "--model", dir, "--weights", "bfloat16", .. args]);
+        var expected = CliRunner.Run(["generate", "--model", rounded, .. args]);
+        Assert.True(narrow.Code == 0, narrow.Err);
+        Assert.True(expected.Code == 0, expected.Err);
+        using var a = JsonDocument.Parse(narrow.Out);
+        using var b = JsonDocument.Parse(expected.Out);
+        Assert.Equal(b.RootElement.GetProperty("tokens").ToString(), a.RootElement.GetProperty("tokens").ToString());
+        Assert.Equal(b.RootElement.GetProperty("depths").ToString(), a.RootElement.GetProperty("depths").ToString());
+
+        var (code, _, stderr) = CliRunner.Run(["generate", "--model", dir, "--weights", "half", .. args]);
+        Assert.Equal(2, code);
+        Assert.Contains("--weights: expected float32 or bfloat16", stderr);
+    }
+
+    [Fact]
+    public void Bench_generate_with_bf16_weights_says_so_and_holds_half_the_bytes()
+    {
+        string[] args = ["bench", "generate", "--recursions", "2", "--batches", "1", "--max-batch-at", "0", "--tokens", "3", "--requests-per-row", "1", "--json"];
+        var f32 = CliRunner.Run(args);
+        var bf16 = CliRunner.Run([.. args, "--weights", "bfloat16"]);
+        Assert.True(f32.Code == 0, f32.Err);
+        Assert.True(bf16.Code == 0, bf16.Err);
+        using var a = JsonDocument.Parse(f32.Out);
+        using var b = JsonDocument.Parse(bf16.Out);
+        Assert.Equal("float32", a.RootElement.GetProperty("weights").GetString());
+        Assert.Equal("bfloat16", b.RootElement.GetProperty("weights").GetString());
+        double Bytes(JsonDocument d) => d.RootElement.GetProperty("results").EnumerateArray().First().GetProperty("param_bytes").GetDouble();
+        double ratio = Bytes(b) / Bytes(a);
+        Assert.InRange(ratio, 0.5, 0.51);   // everything but the norms (and routers) is narrowed
+    }
+
     [Theory]
     [InlineData("1.5")]
     [InlineData("-0.1")]

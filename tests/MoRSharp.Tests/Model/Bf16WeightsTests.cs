@@ -18,9 +18,10 @@ public class Bf16WeightsTests
     public static TheoryData<string, string, string> Models => TestConfigs.ModelKinds;
 
     [Theory]
-    [InlineData(1, 64, 40)]
+    [InlineData(1, 64, 40)]       // one row: weights widened as they are loaded
     [InlineData(3, 70, 9)]        // d not a multiple of 8: the scalar tail reads bfloat16 too
-    [InlineData(13, 256, 33)]     // 8+ rows: the three-weight-row kernel
+    [InlineData(6, 64, 17)]       // 5–7 rows: weight rows widened once into a buffer, then the one-weight-row kernel
+    [InlineData(13, 256, 33)]     // 8+ rows: triples widened once, the three-weight-row kernel
     public void Kernel_products_with_bf16_weights_equal_those_of_their_float32_widening_bitwise(int m, int d, int n)
     {
         TorchRuntime.Initialize();
