@@ -214,7 +214,7 @@ public sealed class BenchGenerateCommand : ICommand
             }
         }
         stdout.WriteLine(table.ToText());
-        stdout.WriteLine($"MoR-3 ({config.NumHiddenLayers}L, {shape}), batch 8, {meanTokens} tokens per request, rows refilled from the queue.");
+        stdout.WriteLine($"MoR-3 ({config.NumHiddenLayers}L, {shape}, {WeightsOption.Name(weights)} weights), batch 8, {meanTokens} tokens per request, rows refilled from the queue.");
         return CommandLine.ExitOk;
     }
 
