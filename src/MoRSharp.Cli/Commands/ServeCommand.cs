@@ -86,7 +86,7 @@ public sealed class ServeCommand : ICommand
                 stderr.WriteLine($"warning: listening on {serverOptions.Host} without an API key: anyone who can reach this machine can use the model");
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"serving '{serverOptions.ModelId}' ({model.Config.VocabSize} tokens vocabulary, context {context}, batch {maxBatch}, queue {maxQueue}" +
-                $"{(serverOptions.ApiKey is null ? "" : ", API key required")}) on {server.Address}"));
+                $"{(weights == TorchSharp.torch.ScalarType.Float32 ? "" : $", {WeightsOption.Name(weights)} weights")}{(serverOptions.ApiKey is null ? "" : ", API key required")}) on {server.Address}"));
             stdout.WriteLine($"  {server.Address}v1/chat/completions · {server.Address}v1/completions · {server.Address}metrics — Ctrl+C stops");
             stdout.Flush();
             started?.Invoke(server.Address);

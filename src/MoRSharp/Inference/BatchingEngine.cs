@@ -26,7 +26,8 @@ public sealed record EngineOptions
     /// flight (or nothing else is left to run): the head, the costliest call, then runs on a full batch (spec §5.2, App. E).
     /// 0.75 measured best with the decode kernels: MoR-3 at batch 32 was 1.13–1.22× vanilla (135M shape) against 0.94–1.29×
     /// at 0.5, and faster on micro at batch 8 and 32 (`mor bench generate --exit-batch-fraction`, docs/benchmarks.md). With
-    /// session 5's faster kernels 0.5, 0.6 and 0.75 were within the run-to-run noise of each other.
+    /// session 5's faster kernels 0.5, 0.6 and 0.75 were within the run-to-run noise of each other, and in session 6 0, 0.25,
+    /// 0.5 and 0.75 (MoR-3 1.20–1.32× vanilla at batch 32 for all of them; docs/benchmarks.md, "Session 6").
     /// </summary>
     public double ExitBatchFraction { get; init; } = 0.75;
     /// <summary>
