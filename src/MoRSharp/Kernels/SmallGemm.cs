@@ -168,7 +168,9 @@ public static unsafe class SmallGemm
         int m = (int)(x.numel() / d);
         if (weights.Length is < 1 or > KernelJob.MaxSegments) throw new ArgumentException($"1 to {KernelJob.MaxSegments} weights", nameof(weights));
         var weightType = weights[0].dtype;
-        if (weightType is not (ScalarType.Float32 or ScalarType.BFloat16) || weights.Any(w => w.dtype != weightType))
+        bool sameType = weightType is ScalarType.Float32 or ScalarType.BFloat16;
+        for (int s = 1; s < weights.Length; s++) sameType &= weights[s].dtype == weightType;   // no LINQ: per kernel call
+        if (!sameType)
             throw new ArgumentException($"weights must all be float32 or all bfloat16, not {string.Join(", ", weights.Select(w => w.dtype))}", nameof(weights));
         if (normWeight is not null && (normWeight.numel() != d || normWeight.dtype != ScalarType.Float32 || !normWeight.is_contiguous()))
             throw new ArgumentException($"norm weight must be {d} contiguous float32 values", nameof(normWeight));

@@ -24,23 +24,17 @@ public static class InferenceLinear
     public const long MaxRows = 64;
 
     /// <summary>layer(x) for x [..., d] under no-grad with at most <see cref="MaxRows"/> rows: <see cref="SmallGemm"/> where the
-    /// CPU has AVX2/FMA (a new contiguous tensor), else the swapped product (a strided view); otherwise <c>layer.forward</c>.</summary>
+    /// CPU has AVX2/FMA (a new contiguous tensor), else the swapped product (a strided view); otherwise <c>layer.forward</c>.
+    /// A weight stored narrower than x (bfloat16 for decoding) is read as is by the kernels and widened for libtorch.</summary>
     public static Tensor Forward(Linear layer, Tensor x)
     {
-        if (layer.weight!.dtype != x.dtype)
-        {
-            // weights stored narrower than the activations (MoRForCausalLM.StoreWeightsAs): the kernels widen as they load
-            if (layer.bias is null && SmallGemm.Accepts(x, layer.weight!)) return SmallGemm.Matmul(x, layer.weight!);
-            using var w = layer.weight!.to_type(x.dtype);
-            using var b = layer.bias?.to_type(x.dtype);
-            bool swapped = !torch.is_grad_enabled() && b is null && x.numel() / Math.Max(1, x.size(-1)) <= MaxRows;
-            return swapped ? Swapped(x, w) : nn.functional.linear(x, w, b);
-        }
-        if (torch.is_grad_enabled() || layer.bias is not null) return layer.forward(x);
-        if (SmallGemm.Accepts(x, layer.weight!)) return SmallGemm.Matmul(x, layer.weight!);
-        long d = x.shape[^1];
-        if (x.numel() / Math.Max(1, d) > MaxRows) return layer.forward(x);
-        return Swapped(x, layer.weight!);
+        var weight = layer.weight!;
+        if (layer.bias is null && SmallGemm.Accepts(x, weight)) return SmallGemm.Matmul(x, weight);   // no-grad only
+        // weights stored narrower than the activations (MoRForCausalLM.StoreWeightsAs): widened for this call
+        using var widened = weight.dtype == x.dtype ? null : weight.to_type(x.dtype);
+        bool swapped = !torch.is_grad_enabled() && layer.bias is null && x.numel() / Math.Max(1, x.size(-1)) <= MaxRows;
+        if (swapped) return Swapped(x, widened ?? weight);
+        return widened is null ? layer.forward(x) : nn.functional.linear(x, widened, layer.bias);
     }
 
     /// <summary>x [..., d] · W[n, d]ᵀ → [..., n] as (W · xᵀ)ᵀ, for any number of rows (autograd flows through it).</summary>

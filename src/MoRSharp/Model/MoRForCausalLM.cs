@@ -300,25 +300,22 @@ public sealed class MoRForCausalLM : nn.Module
     /// float32. Decoding reads every weight once per token and is limited by memory, so this is what llama.cpp's bf16 and
     /// f16 files do. The decode kernels (<see cref="SmallGemm"/>) widen the weights exactly as they load them, so the
     /// model computes what a float32 model with these rounded weights computes; paths without the kernels (long prompts,
-    /// other CPUs) widen a weight per call. For inference: training needs float32 weights. Only bfloat16 is supported.
+    /// other CPUs) widen a weight per call. For inference: training needs float32 weights. Only bfloat16 is supported;
+    /// <see cref="ScalarType.Float32"/> restores float32 weights.
     /// </summary>
     public void StoreWeightsAs(ScalarType type)
     {
-        if (type == ScalarType.Float32 && model.ComputeType == ScalarType.Float32 && AllWeights(ScalarType.Float32)) return;
-        if (type != ScalarType.BFloat16)
-            throw new ArgumentException($"weights can be stored as bfloat16 for decoding, not {type} (float32 is the default)");
+        if (type is not (ScalarType.BFloat16 or ScalarType.Float32))
+            throw new ArgumentException($"weights can be stored as bfloat16 for decoding (or float32, the default), not {type}");
         if (model.ComputeType != ScalarType.Float32)
             throw new InvalidOperationException($"weight-only bfloat16 needs a float32 model, not {model.ComputeType}");
         using var _ = torch.no_grad();
         foreach (var (name, module) in named_modules())
-            if (IsStoredNarrow(name)) module.to(type);
+            if (IsStoredNarrow(name)) module.to(type);   // float32: widens narrowed weights back (exactly); else nothing to do
     }
 
     /// <summary>The projection and embedding weights' type (float32, or bfloat16 after <see cref="StoreWeightsAs"/>).</summary>
     public ScalarType WeightType => model.EmbedTokens.weight!.dtype;
-
-    private bool AllWeights(ScalarType type) => named_modules().Where(m => IsStoredNarrow(m.name))
-        .All(m => m.module.parameters().All(p => p.dtype == type));
 
     // model.embed_tokens, lm_head, and model.layers.{u}.self_attn.{q,k,v,o}_proj / .mlp.{gate,up,down}_proj; not the routers.
     private static bool IsStoredNarrow(string name) =>

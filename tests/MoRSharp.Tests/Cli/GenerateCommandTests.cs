@@ -141,10 +141,7 @@ public class GenerateCommandTests : IDisposable
         string rounded = Path.Combine(dir, "rounded");
         using (var model = BatchingEngineTests.Build("expert", "middle_cycle", "recursion_wise", 61, context: 64))
         {
-            using (TorchSharp.torch.no_grad())
-                foreach (var (name, p) in model.named_parameters())
-                    if (name is "model.embed_tokens.weight" || (name.StartsWith("model.layers.") && name.EndsWith("_proj.weight")))
-                        p.copy_(p.to_type(TorchSharp.torch.ScalarType.BFloat16).to_type(TorchSharp.torch.ScalarType.Float32));
+            MoRSharp.Tests.Model.Bf16WeightsTests.RoundInPlace(model);
             Checkpoint.WriteModelFolder(rounded, model, TokenizerFactory.Bytes().SaveTo);
         }
         string[] args = ["--prompt", "abc", "--max-tokens", "8", "--temperature", "0", "--json"];

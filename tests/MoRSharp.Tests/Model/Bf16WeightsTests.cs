@@ -116,9 +116,11 @@ public class Bf16WeightsTests
     }
 
     [Fact]
-    public void Only_bfloat16_on_a_float32_model_is_accepted()
+    public void Only_bfloat16_on_a_float32_model_is_accepted_and_float32_restores_it()
     {
         using var model = BatchingEngineTests.Build("none", "none", "recursion_wise", 54);
+        using var rounded = BatchingEngineTests.Build("none", "none", "recursion_wise", 54);
+        RoundInPlace(rounded);
         var e = Assert.Throws<ArgumentException>(() => model.StoreWeightsAs(ScalarType.Float16));
         Assert.Contains("bfloat16", e.Message);
         model.StoreWeightsAs(ScalarType.Float32);                     // already float32: nothing to do
@@ -126,6 +128,13 @@ public class Bf16WeightsTests
         model.StoreWeightsAs(ScalarType.BFloat16);
         Assert.Equal(ScalarType.BFloat16, model.WeightType);
         model.StoreWeightsAs(ScalarType.BFloat16);                    // twice is fine
+        model.StoreWeightsAs(ScalarType.Float32);                     // back to float32: the rounded weights, exactly
+        var restored = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in rounded.named_parameters())
+        {
+            Assert.Equal(ScalarType.Float32, restored[name].dtype);
+            Assert.True(p.eq(restored[name]).all().item<bool>(), name);
+        }
         using var half = BatchingEngineTests.Build("none", "none", "recursion_wise", 54);
         half.to(ScalarType.BFloat16);
         Assert.Throws<InvalidOperationException>(() => half.StoreWeightsAs(ScalarType.BFloat16));
@@ -139,8 +148,8 @@ public class Bf16WeightsTests
         Assert.True(expected.eq(actual).all().item<bool>(), $"not bitwise equal: max |difference| {(expected - actual).abs().max().item<float>()}");
     }
 
-    // The weights StoreWeightsAs narrows, rounded to bfloat16 and kept as float32.
-    private static void RoundInPlace(MoRForCausalLM model)
+    /// <summary>The weights StoreWeightsAs narrows, rounded to bfloat16 and kept as float32.</summary>
+    internal static void RoundInPlace(MoRForCausalLM model)
     {
         using var _ = no_grad();
         foreach (var (name, p) in model.named_parameters())
