@@ -37,6 +37,7 @@ public sealed class BenchGenerateCommand : ICommand
         new("--rounds", "R", "repeat the whole interleaved sweep R times: median tokens/s, and the median of the per-round ratios to vanilla (default 1)"),
         new("--weights", "T", "float32 (default) or bfloat16: the type every model holds its projection and embedding weights in (weight-only; activations, sums and the KV cache stay float32)"),
         new("--seed", "S", "seed of weights, lengths and exit draws (default 1)"),
+        new("--prompt", "N", "instead: prompt processing — each model prefills one N-token prompt (random ids) and samples one token; tokens/s = N / time to first token (llama-bench's pp N)"),
         new("--soak", "N", "instead: generate N tokens in a loop (MoR-3, batch 8, rows refilled) and print resident memory every N/10 tokens"),
         new("--threads", "N", "torch threads (default: all cores)"),
         new("--json", null, "print JSON"),
@@ -72,6 +73,9 @@ public sealed class BenchGenerateCommand : ICommand
         TorchRuntime.Initialize(o.GetInt("--threads", 1));
         int context = Math.Min(2048, 2 * meanTokens + 8);
         if (o.GetInt("--soak", 100) is int soak) return Soak(shape, soak, meanTokens, context, seed, weights, stdout, stderr);
+        int? promptLength = o.GetInt("--prompt", 2);
+        if (promptLength > MaxPrompt) throw new UsageException($"--prompt: at most {MaxPrompt} tokens, got {promptLength}");
+        if (promptLength is int pl) context = pl + 8;
 
         // Models: each MoR-N_r against a vanilla model with the same unrolled depth (the paper compares MoR-4 with a 34-layer vanilla).
         var variants = new List<Variant>();
@@ -86,6 +90,8 @@ public sealed class BenchGenerateCommand : ICommand
         var models = variants.ToDictionary(v => v.Name, v => WeightsOption.Apply(new MoRForCausalLM(v.Config, seed), weights));
         try
         {
+            if (promptLength is int promptTokens)
+                return Prompts(models, variants, tokenizer, promptTokens, rounds, seed, context, shape, weights, stdout, stderr, o.Has("--json"));
             // Batch settings: fixed sizes, plus "max" = what fits the memory vanilla needs at batch maxAt.
             var runs = new List<(string variant, int batch, string label)>();
             foreach (int b in batches) foreach (var v in variants) runs.Add((v.Name, b, b.ToString(CultureInfo.InvariantCulture)));
@@ -173,6 +179,84 @@ public sealed class BenchGenerateCommand : ICommand
         return new Result(v.Name, batch, label, tokens, seconds, tokens / seconds, Percentile(latencies, 0.5), meanDepth,
             acc.KvBytesPerTokenFp32, ParamBytes(model), blockBatch);
     }
+
+    /// <summary>
+    /// Prompt processing: each model prefills one <paramref name="length"/>-token prompt through the engine (as `mor serve`
+    /// does: one cached forward over all but the last token, without the head, then the last token with the batch) and
+    /// samples one token. tokens/s = length / time to first token, as llama-bench's pp test (logits for the last token only).
+    /// </summary>
+    private static int Prompts(Dictionary<string, MoRForCausalLM> models, List<Variant> variants, ITokenizer tokenizer, int length,
+        int rounds, int seed, int context, string shape, ScalarType weights, TextWriter stdout, TextWriter stderr, bool json)
+    {
+        var rng = new Random(seed);
+        var prompt = Enumerable.Range(0, length).Select(_ => rng.Next(1, 49152)).ToArray();
+        var engines = variants.ToDictionary(v => v.Name, v => new BatchingEngine(models[v.Name], tokenizer,
+            new EngineOptions { MaxBatch = 1, MaxQueue = 1, ContextLength = context }));
+        try
+        {
+            var seconds = variants.ToDictionary(v => v.Name, _ => new List<double>());
+            double Once(string name)
+            {
+                prompt[0] = rng.Next(1, 49152);   // a new first token: a row that still holds the last prompt must not reuse it
+                long reused = engines[name].PromptTokensReused;
+                var clock = Stopwatch.StartNew();
+                engines[name].CompleteAsync(prompt, Greedy(1)).GetAwaiter().GetResult();
+                double s = clock.Elapsed.TotalSeconds;
+                if (engines[name].PromptTokensReused != reused) throw new InvalidOperationException("bench: the engine reused a cached prompt");
+                return s;
+            }
+            foreach (var v in variants) { var warm = Stopwatch.StartNew(); do Once(v.Name); while (warm.Elapsed.TotalSeconds < 1.5); }
+            int done = 0;
+            using (var bar = new ProgressBar("bench generate --prompt", rounds * variants.Count, stderr))
+                for (int round = 0; round < rounds; round++)
+                    foreach (var v in round % 2 == 0 ? variants : variants.AsEnumerable().Reverse())
+                    {
+                        seconds[v.Name].Add(Once(v.Name));
+                        bar.Report(++done);
+                    }
+            // The prompt's mean depth under the (random) routers' causal decisions, from one untimed full forward.
+            var depth = variants.ToDictionary(v => v.Name, v =>
+            {
+                if (v.NumRecursion == 0) return double.NaN;
+                using var scope = NewDisposeScope();
+                using var noGrad = no_grad();
+                var (_, stats) = models[v.Name].Model.Forward(tensor(prompt.Select(i => (long)i).ToArray()).unsqueeze(0), Routing.RoutingMode.Causal);
+                return stats.TokensPerRecursion.Sum() / (double)stats.TotalTokens;
+            });
+            var rows = variants.Select(v =>
+            {
+                double median = seconds[v.Name].Order().ElementAt(rounds / 2);
+                var ratios = Enumerable.Range(0, rounds).Select(r => seconds[v.Baseline][r] / seconds[v.Name][r]).Order().ToArray();
+                return (v, median, tps: length / median, ratio: ratios[rounds / 2], lo: ratios[0], hi: ratios[^1]);
+            }).ToList();
+            if (json)
+            {
+                var arr = new JsonArray(rows.Select(r => (JsonNode)new JsonObject
+                {
+                    ["model"] = r.v.Name, ["prompt_tokens"] = length, ["seconds_to_first_token"] = r.median, ["tokens_per_second"] = r.tps,
+                    ["ratio_to_vanilla"] = r.ratio, ["mean_depth"] = double.IsNaN(depth[r.v.Name]) ? null : depth[r.v.Name],
+                    ["seconds_per_round"] = new JsonArray(seconds[r.v.Name].Select(x => (JsonNode)x).ToArray()),
+                }).ToArray());
+                stdout.WriteLine(new JsonObject { ["shape"] = shape, ["weights"] = WeightsOption.Name(weights), ["prompt_tokens"] = length, ["rounds"] = rounds, ["results"] = arr }
+                    .ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                return CommandLine.ExitOk;
+            }
+            var t = new ConsoleTable("model", "prompt", "ms to first token", "tokens/s", "× vanilla", "range", "mean depth");
+            foreach (var r in rows)
+                t.AddRow(r.v.Name, length, (r.median * 1000).ToString("F1", CultureInfo.InvariantCulture), r.tps.ToString("F1", CultureInfo.InvariantCulture),
+                    r.ratio.ToString("F2", CultureInfo.InvariantCulture),
+                    r.v.Name == r.v.Baseline || rounds < 2 ? "" : $"{r.lo.ToString("F2", CultureInfo.InvariantCulture)}–{r.hi.ToString("F2", CultureInfo.InvariantCulture)}",
+                    double.IsNaN(depth[r.v.Name]) ? "–" : depth[r.v.Name].ToString("F2", CultureInfo.InvariantCulture));
+            stdout.WriteLine(t.ToText());
+            stdout.WriteLine($"shape {shape}; random {WeightsOption.Name(weights)} weights; one {length}-token prompt of random ids, one new token; " +
+                             $"tokens/s = prompt tokens / time to first token (median of {rounds} round{(rounds == 1 ? "" : "s")}, models alternating); " +
+                             "MoR depths = the random routers' causal decisions; × vanilla = median of the per-round ratios.");
+            return CommandLine.ExitOk;
+        }
+        finally { foreach (var e in engines.Values) e.Dispose(); }
+    }
+
+    private const int MaxPrompt = 8192;
 
     private static void WarmEngine(BatchingEngine engine, int batch, double seconds)
     {
@@ -285,7 +369,8 @@ public sealed class BenchGenerateCommand : ICommand
                     ? $"{r.RoundRatios[0].ToString("F2", CultureInfo.InvariantCulture)}–{r.RoundRatios[^1].ToString("F2", CultureInfo.InvariantCulture)}" : "");
             cells.AddRange(
             [
-                r.P50LatencyMs.ToString("F1", CultureInfo.InvariantCulture), r.MeanDepth.ToString("F2", CultureInfo.InvariantCulture),
+                r.P50LatencyMs.ToString("F1", CultureInfo.InvariantCulture),
+                variants.First(v => v.Name == r.Model).NumRecursion == 0 ? "–" : r.MeanDepth.ToString("F2", CultureInfo.InvariantCulture),
                 r.SharedBlockBatch > 0 ? r.SharedBlockBatch.ToString("F1", CultureInfo.InvariantCulture) : "",
                 Fmt.Bytes((long)r.KvBytesPerTokenAccounting),
             ]);

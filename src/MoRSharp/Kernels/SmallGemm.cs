@@ -314,9 +314,7 @@ public static unsafe class SmallGemm
             for (; j + 3 <= j1; j += 3)
             {
                 byte* wj = w + j * row;
-                byte* ahead = j + 2 * PrefetchTriple <= j1 ? wj + PrefetchTriple * row : null;
-                ThreeByFour<TW>(wj, x, d, y + j, n, Math.Min(4, m), ahead);
-                for (int i = 4; i < m; i += 4) ThreeByFour<TW>(wj, x + (long)i * d, d, y + (long)i * n + j, n, Math.Min(4, m - i), null);
+                ThreeRows<TW>(wj, x, d, y + j, n, m, j + 2 * PrefetchTriple <= j1 ? wj + PrefetchTriple * row : null);
             }
         for (; j < j1; j++)
         {
@@ -342,8 +340,7 @@ public static unsafe class SmallGemm
             {
                 byte* wj = w + j * row;
                 Widen<TW>(wj, wide, 3 * d, j + 2 * PrefetchTriple <= j1 ? wj + PrefetchTriple * row : null);
-                for (int i = 0; i < m; i += 4)
-                    ThreeByFour<F32Weights>((byte*)wide, x + (long)i * d, d, y + (long)i * n + j, n, Math.Min(4, m - i), null);
+                ThreeRows<F32Weights>((byte*)wide, x, d, y + j, n, m, null);
             }
         for (; j < j1; j++)
         {
@@ -399,14 +396,34 @@ public static unsafe class SmallGemm
         Store(y, n, rows, s);
     }
 
-    // Three weight rows against four input rows: 12 independent accumulators (enough to keep both FMA pipes busy through
-    // their latency), 7 loads per 12 FMAs, 16 vector registers in all. Fewer than four rows as in OneByFour.
+    // Three weight rows against all m input rows: blocks of four, then the last one to three rows in a kernel of their size.
+    // The four-row kernel with repeated rows did 12 multiply-adds for 3, 6 or 9 results, and the engine's shared-block calls
+    // have any number of rows: against it, the last-block kernels made [m, 576] × [576, 1536] 4–10% faster for m = 17, 18,
+    // 25, 26 and 3–5% for m = 19, 23, 27 (weights in and out of cache, interleaved medians of 15 rounds, scratch program);
+    // m = 16 and 20 were unchanged. The prefetch goes with the first block.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ThreeByFour<TW>(byte* w, float* x0, int d, float* y, int n, int rows, byte* ahead) where TW : struct, IWeightFormat
+    private static void ThreeRows<TW>(byte* w, float* x, int d, float* y, int n, int m, byte* ahead) where TW : struct, IWeightFormat
+    {
+        int i = 0;
+        for (; i + 4 <= m; i += 4, ahead = null) ThreeBy<TW, Four>(w, x + (long)i * d, d, y + (long)i * n, n, ahead);
+        float* xi = x + (long)i * d, yi = y + (long)i * n;
+        switch (m - i)
+        {
+            case 3: ThreeBy<TW, Three>(w, xi, d, yi, n, ahead); break;
+            case 2: ThreeBy<TW, Two>(w, xi, d, yi, n, ahead); break;
+            case 1: ThreeBy<TW, One>(w, xi, d, yi, n, ahead); break;
+        }
+    }
+
+    // Three weight rows against R = 1–4 input rows (R a type, so each size compiles to its own loop with 3·R accumulators).
+    // With four rows: 12 independent accumulators (enough to keep both FMA pipes busy through their latency), 7 loads per
+    // 12 FMAs, 16 vector registers in all. Each output is one 8-lane chain with the same horizontal sum and tail whatever R.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ThreeBy<TW, R>(byte* w, float* x0, int d, float* y, int n, byte* ahead) where TW : struct, IWeightFormat where R : struct, IRowCount
     {
         long row = (long)d * TW.Size;
         byte* v = w + row, u = v + row;
-        float* x1 = rows > 1 ? x0 + d : x0, x2 = rows > 2 ? x0 + 2 * d : x0, x3 = rows > 3 ? x0 + 3 * d : x0;
+        float* x1 = R.Rows > 1 ? x0 + d : x0, x2 = R.Rows > 2 ? x0 + 2 * d : x0, x3 = R.Rows > 3 ? x0 + 3 * d : x0;
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
         Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
@@ -422,9 +439,9 @@ public static unsafe class SmallGemm
             var q = TW.Load(v, k);
             var r = TW.Load(u, k);
             var z = Avx.LoadVector256(x0 + k); a0 = Fma.MultiplyAdd(p, z, a0); b0 = Fma.MultiplyAdd(q, z, b0); c0 = Fma.MultiplyAdd(r, z, c0);
-            z = Avx.LoadVector256(x1 + k); a1 = Fma.MultiplyAdd(p, z, a1); b1 = Fma.MultiplyAdd(q, z, b1); c1 = Fma.MultiplyAdd(r, z, c1);
-            z = Avx.LoadVector256(x2 + k); a2 = Fma.MultiplyAdd(p, z, a2); b2 = Fma.MultiplyAdd(q, z, b2); c2 = Fma.MultiplyAdd(r, z, c2);
-            z = Avx.LoadVector256(x3 + k); a3 = Fma.MultiplyAdd(p, z, a3); b3 = Fma.MultiplyAdd(q, z, b3); c3 = Fma.MultiplyAdd(r, z, c3);
+            if (R.Rows > 1) { z = Avx.LoadVector256(x1 + k); a1 = Fma.MultiplyAdd(p, z, a1); b1 = Fma.MultiplyAdd(q, z, b1); c1 = Fma.MultiplyAdd(r, z, c1); }
+            if (R.Rows > 2) { z = Avx.LoadVector256(x2 + k); a2 = Fma.MultiplyAdd(p, z, a2); b2 = Fma.MultiplyAdd(q, z, b2); c2 = Fma.MultiplyAdd(r, z, c2); }
+            if (R.Rows > 3) { z = Avx.LoadVector256(x3 + k); a3 = Fma.MultiplyAdd(p, z, a3); b3 = Fma.MultiplyAdd(q, z, b3); c3 = Fma.MultiplyAdd(r, z, c3); }
         }
         var sa = Sum4(a0, a1, a2, a3);
         var sb = Sum4(b0, b1, b2, b3);
@@ -435,10 +452,17 @@ public static unsafe class SmallGemm
             sb = Sse.Add(sb, Tail4<TW>(v, v, v, v, x0, x1, x2, x3, k, d));
             sc = Sse.Add(sc, Tail4<TW>(u, u, u, u, x0, x1, x2, x3, k, d));
         }
-        Store(y, n, rows, sa);
-        Store(y + 1, n, rows, sb);
-        Store(y + 2, n, rows, sc);
+        Store(y, n, R.Rows, sa);
+        Store(y + 1, n, R.Rows, sb);
+        Store(y + 2, n, R.Rows, sc);
     }
+
+    /// <summary>A number of input rows fixed at compile time (see <see cref="ThreeBy"/>).</summary>
+    internal interface IRowCount { static abstract int Rows { get; } }
+    internal struct One : IRowCount { public static int Rows => 1; }
+    internal struct Two : IRowCount { public static int Rows => 2; }
+    internal struct Three : IRowCount { public static int Rows => 3; }
+    internal struct Four : IRowCount { public static int Rows => 4; }
 
     // The first `rows` lanes of s to y[0], y[n], y[2n], y[3n].
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -176,6 +176,30 @@ public class GenerateCommandTests : IDisposable
         Assert.InRange(ratio, 0.5, 0.51);   // everything but the norms (and routers) is narrowed
     }
 
+    [Fact]
+    public void Bench_generate_prompt_reports_prefill_speed_per_model()
+    {
+        var (code, stdout, stderr) = CliRunner.Run("bench", "generate", "--prompt", "24", "--recursions", "2", "--rounds", "3", "--json");
+        Assert.True(code == 0, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        Assert.Equal(24, doc.RootElement.GetProperty("prompt_tokens").GetInt32());
+        var results = doc.RootElement.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal(["vanilla-8L", "MoR-2 (8L)"], results.Select(r => r.GetProperty("model").GetString()));
+        foreach (var r in results)
+        {
+            var seconds = r.GetProperty("seconds_per_round").EnumerateArray().Select(x => x.GetDouble()).ToArray();
+            Assert.Equal(3, seconds.Length);
+            Assert.Equal(seconds.Order().ElementAt(1), r.GetProperty("seconds_to_first_token").GetDouble());   // the median round
+            Assert.Equal(24 / seconds.Order().ElementAt(1), r.GetProperty("tokens_per_second").GetDouble(), 6);
+        }
+        Assert.Equal(JsonValueKind.Null, results[0].GetProperty("mean_depth").ValueKind);
+        Assert.InRange(results[1].GetProperty("mean_depth").GetDouble(), 1.0, 2.0);   // MoR-2: every token runs 1 or 2 recursions
+
+        var refused = CliRunner.Run("bench", "generate", "--prompt", "100000");
+        Assert.Equal(2, refused.Code);
+        Assert.Contains("--prompt: at most 8192 tokens", refused.Err);
+    }
+
     [Theory]
     [InlineData("1.5")]
     [InlineData("-0.1")]

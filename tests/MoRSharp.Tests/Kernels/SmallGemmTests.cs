@@ -47,18 +47,25 @@ public class SmallGemmTests
         if (!KernelsAvailable()) return;
         using var scope = NewDisposeScope();
         using var gen = new Generator(3);
-        var x = randn(11, 100, generator: gen);   // 11 rows: four-row groups, leftovers and the three-weight-row path all run
+        var x = randn(12, 100, generator: gen);
         var w = randn(300, 100, generator: gen);
         using var _ = no_grad();
         int threads = torch.get_num_threads();
         try
         {
-            var batched = SmallGemm.Matmul(x, w);
-            torch.set_num_threads(1);
-            var single = SmallGemm.Matmul(x, w);
-            Assert.True(Same(batched, single), "1 thread and the default thread count differ");
-            for (int i = 0; i < 11; i++)
-                Assert.True(Same(SmallGemm.Matmul(x.narrow(0, i, 1), w), batched.narrow(0, i, 1)), $"row {i} alone differs from row {i} in the batch");
+            // 9 to 12 rows: four-row blocks with a last block of 1, 2, 3 or 4 rows in the three-weight-row kernels, and the
+            // one-weight-row kernels for the weight rows left over; a row alone runs the single-row dot product.
+            for (int m = 9; m <= 12; m++)
+            {
+                var xm = x.narrow(0, 0, m);
+                torch.set_num_threads(threads);
+                var batched = SmallGemm.Matmul(xm, w);
+                torch.set_num_threads(1);
+                var single = SmallGemm.Matmul(xm, w);
+                Assert.True(Same(batched, single), $"{m} rows: 1 thread and the default thread count differ");
+                for (int i = 0; i < m; i++)
+                    Assert.True(Same(SmallGemm.Matmul(x.narrow(0, i, 1), w), batched.narrow(0, i, 1)), $"{m} rows: row {i} alone differs from row {i} in the batch");
+            }
         }
         finally
         {
