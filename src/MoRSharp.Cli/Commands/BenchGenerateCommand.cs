@@ -51,6 +51,12 @@ public sealed class BenchGenerateCommand : ICommand
         public int Round { get; init; }
         /// <summary>Tokens/s over the baseline's in the same round (adjacent runs), one per round; the median is reported.</summary>
         public double[] RoundRatios { get; init; } = [];
+        /// <summary>
+        /// Tokens/s while every row was busy: from the start until the last queued request took its row (its first token),
+        /// so the drain at the end, when fewer sequences are left than rows, is left out. NaN when no request queued.
+        /// </summary>
+        public double FullTokensPerSecond { get; init; } = double.NaN;
+        public double[] FullRoundRatios { get; init; } = [];
     }
 
     public int Execute(ParsedOptions o, TextWriter stdout, TextWriter stderr)
@@ -129,7 +135,9 @@ public sealed class BenchGenerateCommand : ICommand
             // speed drifts by tens of percent over minutes, so a ratio of two medians from different moments would mix that in.
             var results = all.GroupBy(r => (r.Model, r.BatchLabel)).Select(g => Median(g.ToList()) with
             {
-                RoundRatios = g.Select(r => RoundRatio(r, all, variants)).Where(x => !double.IsNaN(x)).Order().ToArray(),
+                RoundRatios = g.Select(r => RoundRatio(r, all, variants, x => x.TokensPerSecond)).Where(x => !double.IsNaN(x)).Order().ToArray(),
+                FullTokensPerSecond = MedianOf(g.Select(r => r.FullTokensPerSecond)),
+                FullRoundRatios = g.Select(r => RoundRatio(r, all, variants, x => x.FullTokensPerSecond)).Where(x => !double.IsNaN(x)).Order().ToArray(),
             }).ToList();
             Print(results, variants, shape, exit, meanTokens, weights, stdout, o.Has("--json"));
         }
@@ -152,32 +160,29 @@ public sealed class BenchGenerateCommand : ICommand
         var lengths = Enumerable.Range(0, requests).Select(_ =>
             (int)Math.Clamp(Math.Round(meanTokens + meanTokens / 4.0 * Gaussian(rng)), Math.Max(2, meanTokens / 4), 2 * meanTokens)).ToArray();
         var latencies = new double[requests];
+        var times = new List<double>[requests];   // each request's token times (s from the start)
         var before = engine.Metrics;
         var clock = Stopwatch.StartNew();
         var tasks = lengths.Select((n, i) => Task.Run(async () =>
         {
-            double first = -1, last = 0;
-            int count = 0;
+            var mine = times[i] = new List<double>(n);
             await foreach (var t in engine.GenerateAsync([eos], Greedy(n)))
-            {
-                if (t.Id < 0) continue;
-                double now = clock.Elapsed.TotalSeconds;
-                if (first < 0) first = now;
-                last = now;
-                count++;
-            }
-            latencies[i] = count > 1 ? (last - first) / (count - 1) * 1000 : 0;
+                if (t.Id >= 0) mine.Add(clock.Elapsed.TotalSeconds);
+            latencies[i] = mine.Count > 1 ? (mine[^1] - mine[0]) / (mine.Count - 1) * 1000 : 0;
         })).ToArray();
         Task.WhenAll(tasks).GetAwaiter().GetResult();
         double seconds = clock.Elapsed.TotalSeconds;
         var after = engine.Metrics;
+        // Every row was busy until the last queued request got its first token (it had waited for a free row).
+        double lastStart = requests > batch ? times.Where(t => t.Count > 0).Max(t => t[0]) : 0;
+        double full = lastStart > 0 ? times.Sum(t => t.Count(x => x <= lastStart)) / lastStart : double.NaN;
         long tokens = after.TokensGenerated - before.TokensGenerated;
         var depthCounts = after.TokensPerExitDepth.Select((c, d) => (c - before.TokensPerExitDepth[d], d)).ToArray();
         double meanDepth = depthCounts.Sum(x => x.Item1) > 0 ? depthCounts.Sum(x => (double)x.Item1 * x.d) / depthCounts.Sum(x => x.Item1) : 0;
         var acc = ModelAccounting.Compute(v.Config, context);
         double blockBatch = engine.RecursionSteps > 0 ? (double)engine.RecursionTokens / engine.RecursionSteps : 0;
         return new Result(v.Name, batch, label, tokens, seconds, tokens / seconds, Percentile(latencies, 0.5), meanDepth,
-            acc.KvBytesPerTokenFp32, ParamBytes(model), blockBatch);
+            acc.KvBytesPerTokenFp32, ParamBytes(model), blockBatch) { FullTokensPerSecond = full };
     }
 
     /// <summary>
@@ -338,7 +343,9 @@ public sealed class BenchGenerateCommand : ICommand
 
     private static void Print(List<Result> results, List<Variant> variants, string shape, string exit, int meanTokens, ScalarType weights, TextWriter stdout, bool json)
     {
-        static double Ratio(Result r) => r.RoundRatios.Length == 0 ? double.NaN : r.RoundRatios[r.RoundRatios.Length / 2];
+        static double Mid(double[] xs) => xs.Length == 0 ? double.NaN : xs[xs.Length / 2];
+        static double Ratio(Result r) => Mid(r.RoundRatios);
+        static string F(double x, string format) => double.IsNaN(x) ? "" : x.ToString(format, CultureInfo.InvariantCulture);
         if (json)
         {
             var arr = new JsonArray(results.Select(r => (JsonNode)new JsonObject
@@ -348,25 +355,29 @@ public sealed class BenchGenerateCommand : ICommand
                 ["ratio_to_vanilla_per_round"] = new JsonArray(r.RoundRatios.Select(x => (JsonNode)x).ToArray()), ["p50_token_latency_ms"] = r.P50LatencyMs,
                 ["mean_depth"] = r.MeanDepth, ["kv_bytes_per_token"] = r.KvBytesPerTokenAccounting, ["param_bytes"] = r.ParamBytes,
                 ["mean_shared_block_batch"] = r.SharedBlockBatch,
+                ["full_batch_tokens_per_second"] = double.IsNaN(r.FullTokensPerSecond) ? null : r.FullTokensPerSecond,
+                ["full_batch_ratio_to_vanilla"] = double.IsNaN(Mid(r.FullRoundRatios)) ? null : Mid(r.FullRoundRatios),
+                ["full_batch_ratio_to_vanilla_per_round"] = new JsonArray(r.FullRoundRatios.Select(x => (JsonNode)x).ToArray()),
             }).ToArray());
             stdout.WriteLine(new JsonObject { ["shape"] = shape, ["weights"] = WeightsOption.Name(weights), ["exit"] = exit, ["mean_tokens"] = meanTokens, ["results"] = arr }
                 .ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             return;
         }
         bool rounds = results.Any(r => r.RoundRatios.Length > 1);
-        var t = new ConsoleTable(rounds
-            ? ["model", "batch", "tokens/s", "× vanilla", "range", "p50 ms/token", "mean depth", "block batch", "KV bytes/token"]
-            : ["model", "batch", "tokens/s", "× vanilla", "p50 ms/token", "mean depth", "block batch", "KV bytes/token"]);
+        var header = new List<string> { "model", "batch", "tokens/s", "× vanilla" };
+        if (rounds) header.Add("range");
+        header.AddRange(["full-batch tokens/s", "× vanilla (full)"]);
+        if (rounds) header.Add("range (full)");
+        header.AddRange(["p50 ms/token", "mean depth", "block batch", "KV bytes/token"]);
+        var t = new ConsoleTable(header.ToArray());
+        string Range(Result r, double[] ratios) => ratios.Length > 1 && r.Model != variants.First(v => v.Name == r.Model).Baseline
+            ? $"{F(ratios[0], "F2")}–{F(ratios[^1], "F2")}" : "";
         foreach (var r in results.OrderBy(r => r.BatchLabel.StartsWith("max") ? int.MaxValue : r.Batch).ThenBy(r => variants.FindIndex(v => v.Name == r.Model)))
         {
-            var cells = new List<object>
-            {
-                r.Model, r.BatchLabel, r.TokensPerSecond.ToString("F1", CultureInfo.InvariantCulture),
-                double.IsNaN(Ratio(r)) ? "" : Ratio(r).ToString("F2", CultureInfo.InvariantCulture),
-            };
-            if (rounds)
-                cells.Add(r.RoundRatios.Length > 1 && r.Model != variants.First(v => v.Name == r.Model).Baseline
-                    ? $"{r.RoundRatios[0].ToString("F2", CultureInfo.InvariantCulture)}–{r.RoundRatios[^1].ToString("F2", CultureInfo.InvariantCulture)}" : "");
+            var cells = new List<object> { r.Model, r.BatchLabel, F(r.TokensPerSecond, "F1"), F(Ratio(r), "F2") };
+            if (rounds) cells.Add(Range(r, r.RoundRatios));
+            cells.AddRange([F(r.FullTokensPerSecond, "F1"), F(Mid(r.FullRoundRatios), "F2")]);
+            if (rounds) cells.Add(Range(r, r.FullRoundRatios));
             cells.AddRange(
             [
                 r.P50LatencyMs.ToString("F1", CultureInfo.InvariantCulture),
@@ -378,17 +389,24 @@ public sealed class BenchGenerateCommand : ICommand
         }
         stdout.WriteLine(t.ToText());
         stdout.WriteLine($"shape {shape}; random {WeightsOption.Name(weights)} weights; MoR exits {(exit == "router" ? "decided by the (random) routers" : "drawn uniformly over 1..N_r (the default capacities)")}; " +
-                         $"prompts = one token, ~{meanTokens} new tokens each; tokens/s = generated tokens / wall time of the whole batch run." +
+                         $"prompts = one token, ~{meanTokens} new tokens each; tokens/s = generated tokens / wall time of the whole batch run; " +
+                         "full-batch = only while every row was busy (until the last queued request started), without the drain at the end." +
                          (rounds ? " With rounds: tokens/s is the median run; × vanilla is the median of the per-round ratios (adjacent runs), range = their lowest and highest." : ""));
     }
 
-    // r's tokens/s over its baseline's in the same round and batch setting ("max" settings pair with each other).
-    private static double RoundRatio(Result r, List<Result> all, List<Variant> variants)
+    // r's metric over its baseline's in the same round and batch setting ("max" settings pair with each other).
+    private static double RoundRatio(Result r, List<Result> all, List<Variant> variants, Func<Result, double> metric)
     {
         var v = variants.First(x => x.Name == r.Model);
         var baseRow = all.FirstOrDefault(x => x.Round == r.Round && x.Model == v.Baseline
             && (x.BatchLabel == r.BatchLabel || (r.BatchLabel.StartsWith("max") && x.BatchLabel.StartsWith("max"))));
-        return baseRow is null ? double.NaN : r.TokensPerSecond / baseRow.TokensPerSecond;
+        return baseRow is null ? double.NaN : metric(r) / metric(baseRow);   // NaN stays NaN (no full-batch window)
+    }
+
+    private static double MedianOf(IEnumerable<double> xs)
+    {
+        var s = xs.Where(x => !double.IsNaN(x)).Order().ToList();
+        return s.Count == 0 ? double.NaN : s[s.Count / 2];
     }
 
     private static Result Median(List<Result> rs)

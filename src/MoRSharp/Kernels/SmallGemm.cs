@@ -398,9 +398,9 @@ public static unsafe class SmallGemm
 
     // Three weight rows against all m input rows: blocks of four, then the last one to three rows in a kernel of their size.
     // The four-row kernel with repeated rows did 12 multiply-adds for 3, 6 or 9 results, and the engine's shared-block calls
-    // have any number of rows: against it, the last-block kernels made [m, 576] × [576, 1536] 4–10% faster for m = 17, 18,
-    // 25, 26 and 3–5% for m = 19, 23, 27 (weights in and out of cache, interleaved medians of 15 rounds, scratch program);
-    // m = 16 and 20 were unchanged. The prefetch goes with the first block.
+    // have any number of rows: against it, the last-block kernels made [m, 576] × [576, 1536] 5–10% faster for m = 17, 18,
+    // 25, 26 and 1–12% for m = 19, 23, 27 (weights in and out of cache, interleaved medians of 15 rounds, scratch program;
+    // docs/benchmarks.md "Session 7"); m = 16 and 20 were unchanged. The prefetch goes with the first block.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void ThreeRows<TW>(byte* w, float* x, int d, float* y, int n, int m, byte* ahead) where TW : struct, IWeightFormat
     {

@@ -113,6 +113,26 @@ public class GenerateCommandTests : IDisposable
         Assert.True(mor.GetProperty("batch").GetInt32() > van.GetProperty("batch").GetInt32(), "MoR's smaller KV cache should fit a larger batch");
         Assert.True(mor.GetProperty("kv_bytes_per_token").GetDouble() < van.GetProperty("kv_bytes_per_token").GetDouble());
         Assert.All(results, r => Assert.True(r.GetProperty("tokens_per_second").GetDouble() > 0));
+        // one request per row: no request ever waited for a row, so there is no full-batch window to report
+        Assert.All(results, r => Assert.Equal(JsonValueKind.Null, r.GetProperty("full_batch_tokens_per_second").ValueKind));
+    }
+
+    [Fact]
+    public void Bench_generate_reports_throughput_while_every_row_was_busy()
+    {
+        var (code, stdout, stderr) = CliRunner.Run("bench", "generate", "--recursions", "2", "--batches", "2", "--max-batch-at", "0",
+            "--tokens", "4", "--requests-per-row", "3", "--json");
+        Assert.True(code == 0, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        var results = doc.RootElement.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal(2, results.Count);
+        foreach (var r in results)
+        {
+            double full = r.GetProperty("full_batch_tokens_per_second").GetDouble();
+            Assert.True(full > 0 && double.IsFinite(full), $"full-batch tokens/s {full}");
+            Assert.Single(r.GetProperty("full_batch_ratio_to_vanilla_per_round").EnumerateArray());
+        }
+        Assert.Equal(1.0, results.Single(r => r.GetProperty("model").GetString()!.StartsWith("vanilla")).GetProperty("full_batch_ratio_to_vanilla").GetDouble());
     }
 
     [Fact]
