@@ -27,7 +27,9 @@ public sealed record EngineOptions
     /// 0.75 measured best with the decode kernels: MoR-3 at batch 32 was 1.13–1.22× vanilla (135M shape) against 0.94–1.29×
     /// at 0.5, and faster on micro at batch 8 and 32 (`mor bench generate --exit-batch-fraction`, docs/benchmarks.md). With
     /// session 5's faster kernels 0.5, 0.6 and 0.75 were within the run-to-run noise of each other, and in session 6 0, 0.25,
-    /// 0.5 and 0.75 (MoR-3 1.20–1.32× vanilla at batch 32 for all of them; docs/benchmarks.md, "Session 6").
+    /// 0.5 and 0.75 (MoR-3 1.20–1.32× vanilla at batch 32 for all of them; docs/benchmarks.md, "Session 6"). A cost model
+    /// of this policy (bench/models/depthwise_batch_model.py) shows why: a fuller block call is paid for with a head call on
+    /// fewer rows, and every call streams its weights, so all settings land within 2% of each other.
     /// </summary>
     public double ExitBatchFraction { get; init; } = 0.75;
     /// <summary>
