@@ -12,7 +12,9 @@ namespace MoRSharp.Bench;
 /// (d 256, 8 layers of q/k/v, o, gate/up and down with their norms and residual adds, then the 49152 × 256 head, through
 /// the same <see cref="SmallGemm"/> calls the model makes, inside a held team; no attention, no engine), with float32 and
 /// with bfloat16 weights alternating within each round. A model that does everything else for free decodes no faster
-/// than (2).
+/// than (2). (3) What one product costs: [m, 576] × [576, n] with the weight in cache against weights cycled through 212 MB
+/// (the extra time is the weight stream that the arithmetic does not hide; the cost model in bench/models/depthwise_batch_model.py rests on it), and
+/// the in-cache product on one thread against all of them.
 /// </summary>
 public static class DecodeFloorBenchmark
 {
@@ -85,7 +87,48 @@ public static class DecodeFloorBenchmark
             var s = l.Order().ToList();
             Console.WriteLine($"| {name} | {s[s.Count / 2]:F2} ({s[0]:F2}–{s[^1]:F2}) | {1000 / s[s.Count / 2]:F0} ({1000 / s[^1]:F0}–{1000 / s[0]:F0}) |");
         }
+        Console.WriteLine();
+        ProductCost(rounds, threads);
         return 0;
+    }
+
+    // (3): float32 [m, 576] × [576, n], medians over the rounds (all settings interleaved within each round).
+    private static void ProductCost(int rounds, int threads)
+    {
+        const int d = 576;
+        int[] ns = [768, 1536, 3072], ms = [8, 32];
+        var cycled = ns.ToDictionary(n => n, n => Enumerable.Range(0, (int)(212L * 1536 / n)).Select(_ => randn(n, d) * 0.05f).ToArray());
+        var xs = ms.ToDictionary(m => m, m => randn(m, d));
+        var times = new Dictionary<(int n, int m, string how), List<double>>();
+        double Seconds(Tensor x, Tensor[] ws, int reps)
+        {
+            var sw = Stopwatch.StartNew();
+            for (int rep = 0; rep < reps; rep++) foreach (var w in ws) { using var y = SmallGemm.Matmul(x, w); }
+            return sw.Elapsed.TotalSeconds / ws.Length / reps;
+        }
+        void Add((int, int, string) key, double t) => (times.TryGetValue(key, out var l) ? l : times[key] = []).Add(t);
+        for (int round = -1; round < 2 * rounds; round++)   // round −1 warms up
+            foreach (int n in ns)
+                foreach (int m in ms)
+                {
+                    double outOf = 0, inCache = 0, one = 0;
+                    KernelThreads.Hold(() => { outOf = Seconds(xs[m], cycled[n], 1); inCache = Seconds(xs[m], [cycled[n][0]], 50); });
+                    set_num_threads(1);
+                    KernelThreads.Hold(() => one = Seconds(xs[m], [cycled[n][0]], 25));
+                    set_num_threads(threads);
+                    if (round < 0) continue;
+                    Add((n, m, "out"), outOf); Add((n, m, "in"), inCache); Add((n, m, "one"), one);
+                }
+        double Med((int, int, string) key) { var l = times[key].Order().ToList(); return l[l.Count / 2]; }
+        Console.WriteLine($"| float32 product ({2 * rounds} rounds) | weights out of cache | weight in cache | extra | extra as GB/s | in cache, GFLOP/s on 1 / {threads} threads |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|");
+        foreach (int n in ns)
+            foreach (int m in ms)
+            {
+                double o = Med((n, m, "out")), i = Med((n, m, "in")), t1 = Med((n, m, "one")), bytes = 4.0 * n * d, flops = 2.0 * m * n * d;
+                Console.WriteLine($"| [{m}, {d}] × [{d}, {n}] ({bytes / 1e6:F1} MB) | {o * 1e6:F0} µs | {i * 1e6:F0} µs | {(o - i) * 1e6:F0} µs | " +
+                                  $"{bytes / (o - i) / 1e9:F1} | {flops / t1 / 1e9:F0} / {flops / i / 1e9:F0} |");
+            }
     }
 
     // Seconds to sum `data` once, split in `threads` contiguous ranges read in parallel with four 8-lane accumulators each.

@@ -5,17 +5,17 @@ Not a measurement: it replays the BatchingEngine's step policy (a shared-block c
 or the exit + enter stage once exited tokens are at least ExitBatchFraction of the rows) for MoR-3 on the 135M shape
 (1 + 10·3 + 1 layers) against a 32-layer vanilla model, with every row always busy, exit depths uniform over 1..3 (the
 bench's default), and a product's time modelled as  weight bytes / memory speed + rows · arithmetic per row,  which is
-how `SmallGemm` behaved in the session-7 scratch measurements: [m, 576] × [576, 1536] with weights out of cache took a
-constant 120–135 µs more than with weights in cache at every m from 8 to 64 (the weight stream is not hidden behind
-the arithmetic), and the in-cache time grows by about 16–18 µs per row.
+how `SmallGemm` behaves here: with weights out of cache a product takes a fixed extra time per weight byte (26–38 GB/s)
+at 8 and at 32 rows, on top of its in-cache time, which grows by about 16–18 µs per row for [m, 576] × [576, 1536]
+(`MoRSharp.Bench decode-floor`, third table; docs/benchmarks.md "Session 7").
 
-    python3 bench/models/depthwise_batch_model.py [GB/s] [GFLOP/s]   (defaults 18 and 100: this machine, 2 threads)
+    python3 bench/models/depthwise_batch_model.py [GB/s] [GFLOP/s]   (defaults 30 and 100: this machine, 2 threads)
 """
 import math
 import random
 import sys
 
-GBS = float(sys.argv[1]) if len(sys.argv) > 1 else 18.0        # memory read speed, GB/s (decode-floor: 17–21)
+GBS = float(sys.argv[1]) if len(sys.argv) > 1 else 30.0        # extra time per weight byte out of cache, as GB/s (decode-floor: 26–38; plain reads 17–21)
 GFLOPS = float(sys.argv[2]) if len(sys.argv) > 2 else 100.0    # kernel arithmetic, GFLOP/s (in-cache products at 24–64 rows)
 LAYER = 3.54e6          # 135M shape: parameters (= multiply-adds per row) of one decoder layer's projections
 HEAD = 49152 * 576      # tied LM head

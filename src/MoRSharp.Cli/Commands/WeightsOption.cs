@@ -17,11 +17,20 @@ internal static class WeightsOption
         var other => throw new UsageException($"--weights: expected float32 or bfloat16, got '{other}'"),
     };
 
-    /// <summary>The model, with its weights stored as <paramref name="type"/> (a float32 model stays as it is for float32).</summary>
+    /// <summary>The model, with its weights stored as <paramref name="type"/> (a float32 model stays as it is for float32).
+    /// Takes ownership: the model is disposed when its weights cannot be stored so.</summary>
     public static MoRForCausalLM Apply(MoRForCausalLM model, torch.ScalarType type)
     {
-        if (type != torch.ScalarType.Float32) model.StoreWeightsAs(type);
-        return model;
+        try
+        {
+            if (type != torch.ScalarType.Float32) model.StoreWeightsAs(type);
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
     }
 
     public static string Name(torch.ScalarType type) => type == torch.ScalarType.BFloat16 ? "bfloat16" : "float32";
