@@ -22,11 +22,11 @@ public sealed class BenchGenerateCommand : ICommand
     public string Name => "bench generate";
     public string Summary => "Decode throughput and latency: vanilla vs MoR N_r = 2, 3, 4 with continuous depth-wise batching.";
     public IReadOnlyList<string> Usage { get; } =
-        ["mor bench generate [--shape micro|small] [--recursions 2,3,4] [--batches 1,8,32] [--max-batch-at N] [--tokens N] [--weights float32|bfloat16] [--rounds R] [--json]"];
+        ["mor bench generate [--shape micro|small|medium] [--recursions 2,3,4] [--batches 1,8,32] [--max-batch-at N] [--tokens N] [--weights float32|bfloat16] [--rounds R] [--json]"];
 
     public IReadOnlyList<CliOption> Options { get; } =
     [
-        new("--shape", "NAME", "micro (d 256, 8 layers, 4/4 heads, FFN 768) or small (SmolLM-135M: d 576, 30 layers, 9/3 heads, FFN 1536); vocab 49152, tied (default micro)"),
+        new("--shape", "NAME", "micro (d 256, 8 layers, 4/4 heads, FFN 768), small (SmolLM-135M: d 576, 30 layers, 9/3 heads, FFN 1536) or medium (SmolLM-360M, the paper's throughput model: d 960, 32 layers, 15/5 heads, FFN 2560); vocab 49152, tied (default micro)"),
         new("--recursions", "LIST", "MoR models to compare, by N_r (default 2,3,4); each against a vanilla model of the same unrolled depth"),
         new("--batches", "LIST", "batch sizes (default 1,8,32)"),
         new("--max-batch-at", "N", "also run at the largest batch that fits the memory a vanilla model needs at batch N (default 32; 0 = skip)"),
@@ -62,7 +62,7 @@ public sealed class BenchGenerateCommand : ICommand
     public int Execute(ParsedOptions o, TextWriter stdout, TextWriter stderr)
     {
         string shape = o.Get("--shape") ?? "micro";
-        if (shape is not ("micro" or "small")) throw new UsageException($"--shape: expected micro or small, got '{shape}'");
+        if (shape is not ("micro" or "small" or "medium")) throw new UsageException($"--shape: expected micro, small or medium, got '{shape}'");
         var recursions = IntList(o.Get("--recursions") ?? "2,3,4", "--recursions");
         var batches = IntList(o.Get("--batches") ?? "1,8,32", "--batches");
         int maxAt = o.GetInt("--max-batch-at", 0) ?? 32;
@@ -240,6 +240,7 @@ public sealed class BenchGenerateCommand : ICommand
                 {
                     ["model"] = r.v.Name, ["prompt_tokens"] = length, ["seconds_to_first_token"] = r.median, ["tokens_per_second"] = r.tps,
                     ["ratio_to_vanilla"] = r.ratio, ["mean_depth"] = double.IsNaN(depth[r.v.Name]) ? null : depth[r.v.Name],
+                    ["param_bytes"] = ParamBytes(models[r.v.Name]),
                     ["seconds_per_round"] = new JsonArray(seconds[r.v.Name].Select(x => (JsonNode)x).ToArray()),
                 }).ToArray());
                 stdout.WriteLine(new JsonObject { ["shape"] = shape, ["weights"] = WeightsOption.Name(weights), ["prompt_tokens"] = length, ["rounds"] = rounds, ["results"] = arr }
@@ -318,10 +319,18 @@ public sealed class BenchGenerateCommand : ICommand
 
     private static double ParamBytes(MoRForCausalLM model) => model.parameters().Sum(p => (double)p.numel() * p.element_size());
 
-    /// <summary>The benchmark shapes (vocab 49152, tied, as the llama.cpp reference runs); MoR = expert-choice Middle-Cycle.</summary>
-    private static ModelConfig Shape(string shape, int? nr, int context, int? vanillaLayers = null)
+    /// <summary>
+    /// The benchmark shapes (vocab 49152, tied, as the llama.cpp reference runs); MoR = expert-choice Middle-Cycle. Also
+    /// used by bench/MoRSharp.LlamaCpp, which runs llama.cpp on the same shapes.
+    /// </summary>
+    public static ModelConfig Shape(string shape, int? nr, int context, int? vanillaLayers = null)
     {
-        (int d, int ffn, int heads, int kv, int layers) = shape == "micro" ? (256, 768, 4, 4, 8) : (576, 1536, 9, 3, 30);
+        (int d, int ffn, int heads, int kv, int layers) = shape switch
+        {
+            "micro" => (256, 768, 4, 4, 8),
+            "small" => (576, 1536, 9, 3, 30),
+            _ => (960, 2560, 15, 5, 32),     // medium: the paper measures throughput on 360M-based models (spec §5.2)
+        };
         int depth = vanillaLayers ?? layers;
         MoRConfig? mor = null;
         if (nr is int n)
@@ -436,7 +445,7 @@ public sealed class BenchGenerateCommand : ICommand
     }
 
     /// <summary>A tokenizer for benchmarks over random weights: ids only, every token's text is empty.</summary>
-    private sealed class IdsOnlyTokenizer(int vocab) : ITokenizer
+    public sealed class IdsOnlyTokenizer(int vocab) : ITokenizer
     {
         public string Name => "ids";
         public int VocabSize => vocab;

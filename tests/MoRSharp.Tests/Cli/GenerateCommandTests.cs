@@ -220,6 +220,25 @@ public class GenerateCommandTests : IDisposable
         Assert.Contains("--prompt: at most 8192 tokens", refused.Err);
     }
 
+    [Fact]
+    public void Bench_generate_medium_shape_is_the_papers_360M_layout()
+    {
+        // SmolLM-360M (d 960, 15/5 heads, FFN 2560): MoR-3 = 1 + 10·3 + 1 = 32 layers against a 32-layer vanilla (spec §5.2).
+        var (code, stdout, stderr) = CliRunner.Run("bench", "generate", "--shape", "medium", "--prompt", "2", "--recursions", "3", "--json");
+        Assert.True(code == 0, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        Assert.Equal("medium", doc.RootElement.GetProperty("shape").GetString());
+        var results = doc.RootElement.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal(["vanilla-32L", "MoR-3 (32L)"], results.Select(r => r.GetProperty("model").GetString()));
+        // float32 parameters: vanilla 32 layers × 9,830,400 + 32 × 960 (norms) + the tied 49152 × 960 embedding + final norm
+        long layer = 2 * 960 * 960 + 2 * 960 * 320 + 3 * 960 * 2560 + 2 * 960;
+        Assert.Equal(4.0 * (32 * layer + 49152 * 960 + 960), results[0].GetProperty("param_bytes").GetDouble());
+
+        var refused = CliRunner.Run("bench", "generate", "--shape", "large");
+        Assert.Equal(2, refused.Code);
+        Assert.Contains("--shape: expected micro, small or medium, got 'large'", refused.Err);
+    }
+
     [Theory]
     [InlineData("1.5")]
     [InlineData("-0.1")]
