@@ -33,6 +33,7 @@ public static class GgufWriter
             ("tokenizer.ggml.token_type", Enumerable.Repeat(1, tokens.Length).ToArray()), ("tokenizer.ggml.merges", merges),
             ("tokenizer.ggml.bos_token_id", 0u), ("tokenizer.ggml.eos_token_id", 0u),
         };
+        using var scope = NewDisposeScope();   // the permuted and converted copies; the model's own tensors stay
         var sd = model.state_dict();
         Tensor W(string key) => sd.TryGetValue(key, out var t) ? t : throw new KeyNotFoundException($"gguf: the model has no '{key}'");
         var tensors = new List<(string name, Tensor t)> { ("token_embd.weight", W("model.embed_tokens.weight")), ("output_norm.weight", W("model.norm.weight")) };

@@ -1,12 +1,13 @@
 // llama.cpp (LLamaSharp 0.30.0's CPU build) and MoRSharp's batching engine decoding the same vanilla model, alternating
 // within one run, so the machine's drift (30–40% within an hour here) cancels out of the ratio.
-//   dotnet run -c Release --project bench/MoRSharp.LlamaCpp -- [--shape micro|small] [--parallel 1,4,16] [--tokens 128] [--prompt 512] [--rounds 3] [--threads 2]
+//   dotnet run -c Release --project bench/MoRSharp.LlamaCpp -- [--shape micro|small|medium] [--parallel 1,4,16] [--tokens 128] [--prompt 512] [--rounds 3] [--threads 2]
 // Like llama-bench's tg test and batched-bench's S_TG: P sequences decode `tokens` tokens each in lock step from a one-token
 // prompt; llama.cpp is fed random ids (no sampling, as in llama-bench), MoRSharp samples greedily through its engine.
 // Like llama-bench's pp test: one `prompt`-token prompt of random ids, tokens/s = prompt / time to its last logits
 // (MoRSharp: time to the first new token through the engine, as `mor bench generate --prompt` measures it).
-// llama.cpp runs in a child process (this program with --llama-worker) that waits on its stdin while MoRSharp runs: in one
-// process, llama.cpp's single stream ran at 150 tokens/s against 171–188 alone.
+// llama.cpp runs in a child process (this program with --llama-worker) that waits on its stdin while MoRSharp runs: in an
+// earlier one-process version of this program, llama.cpp's single stream (micro) ran at 150 tokens/s, against 171–188 in a
+// scratch program that ran llama.cpp alone right after.
 using System.Diagnostics;
 using System.Globalization;
 using LLama;
@@ -43,7 +44,7 @@ try
             default: throw new FormatException($"unknown option '{args[i]}'");
         }
     }
-    if (shape is not ("micro" or "small")) throw new FormatException($"--shape: expected micro or small, got '{shape}'");
+    if (shape is not ("micro" or "small" or "medium")) throw new FormatException($"--shape: expected micro, small or medium, got '{shape}'");
     parallel = parallelList.Split(',').Select(s => int.TryParse(s, CultureInfo.InvariantCulture, out int n) && n >= 1 ? n
         : throw new FormatException($"--parallel: expected a comma-separated list of positive integers, got '{parallelList}'")).ToArray();
     if (tokens < 2 || rounds < 1 || threads < 1 || promptLength is < 0 or > 4096)
@@ -51,7 +52,7 @@ try
 }
 catch (FormatException e)
 {
-    Console.Error.WriteLine($"{e.Message}\nusage: MoRSharp.LlamaCpp [--shape micro|small] [--parallel 1,4,16] [--tokens N] [--prompt N (0 = none)] [--rounds R] [--threads N]");
+    Console.Error.WriteLine($"{e.Message}\nusage: MoRSharp.LlamaCpp [--shape micro|small|medium] [--parallel 1,4,16] [--tokens N] [--prompt N (0 = none)] [--rounds R] [--threads N]");
     return 2;
 }
 int context = Math.Max(tokens, promptLength) + 8;

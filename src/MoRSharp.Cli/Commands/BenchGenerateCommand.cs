@@ -329,7 +329,8 @@ public sealed class BenchGenerateCommand : ICommand
         {
             "micro" => (256, 768, 4, 4, 8),
             "small" => (576, 1536, 9, 3, 30),
-            _ => (960, 2560, 15, 5, 32),     // medium: the paper measures throughput on 360M-based models (spec §5.2)
+            "medium" => (960, 2560, 15, 5, 32),     // the paper measures throughput on 360M-based models (spec §5.2)
+            _ => throw new ArgumentException($"benchmark shape: expected micro, small or medium, got '{shape}'"),
         };
         int depth = vanillaLayers ?? layers;
         MoRConfig? mor = null;
